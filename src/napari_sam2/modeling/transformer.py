@@ -1,0 +1,134 @@
+"""Attention layers and the two-way transformer of the SAM mask decoder."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .common import MLP
+from .position_encoding import apply_rope, rope_angles
+
+
+class Attention(nn.Module):
+    """Multi-head attention with separate q/k/v projections.
+
+    ``downsample_rate`` shrinks the internal width; ``kv_in_dim`` lets keys and
+    values come from a narrower input (64-channel memories).
+    """
+
+    def __init__(
+        self, dim: int, num_heads: int, downsample_rate: int = 1, kv_in_dim: int | None = None
+    ) -> None:
+        super().__init__()
+        inner = dim // downsample_rate
+        kv_in_dim = kv_in_dim or dim
+        self.num_heads = num_heads
+        self.q_proj = nn.Linear(dim, inner)
+        self.k_proj = nn.Linear(kv_in_dim, inner)
+        self.v_proj = nn.Linear(kv_in_dim, inner)
+        self.out_proj = nn.Linear(inner, dim)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:  # (B, N, C) -> (B, h, N, C/h)
+        b, n, c = x.shape
+        return x.reshape(b, n, self.num_heads, c // self.num_heads).transpose(1, 2)
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        out = F.scaled_dot_product_attention(q, k, v)
+        b, h, n, c = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(b, n, h * c))
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """q (B, Nq, C), k and v (B, Nk, C_kv) -> (B, Nq, C)."""
+        return self._attend(
+            self._heads(self.q_proj(q)), self._heads(self.k_proj(k)), self._heads(self.v_proj(v))
+        )
+
+
+class RoPEAttention(Attention):
+    """Attention with axial 2D rotary encoding on a square token grid.
+
+    Queries form one grid; keys are one or more grids of the same size (several
+    memory frames), followed by ``num_k_exclude_rope`` tokens (object pointers)
+    that are not rotated.
+    """
+
+    def __init__(self, *args, rope_theta: float = 10000.0, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.rope_theta = rope_theta
+        self._tables: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _rope_tables(self, n_tokens: int, head_dim: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        side = int(round(n_tokens**0.5))
+        key = (side, head_dim, str(device))
+        if key not in self._tables:
+            self._tables[key] = rope_angles(head_dim, side, self.rope_theta, device)
+        return self._tables[key]
+
+    def forward(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_k_exclude_rope: int = 0
+    ) -> torch.Tensor:
+        q = self._heads(self.q_proj(q))
+        k = self._heads(self.k_proj(k))
+        v = self._heads(self.v_proj(v))
+        cos, sin = self._rope_tables(q.shape[-2], q.shape[-1], q.device)
+        q = apply_rope(q, cos, sin)
+        n_rope = k.shape[-2] - num_k_exclude_rope
+        if n_rope > 0:
+            k = torch.cat([apply_rope(k[:, :, :n_rope], cos, sin), k[:, :, n_rope:]], dim=2)
+        return self._attend(q, k, v)
+
+
+class TwoWayBlock(nn.Module):
+    """Tokens attend to themselves and to the image; then the image attends to tokens."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_dim: int, skip_first_pe: bool) -> None:
+        super().__init__()
+        self.self_attn = Attention(dim, num_heads)
+        self.norm1 = nn.LayerNorm(dim)
+        self.cross_attn_token_to_image = Attention(dim, num_heads, downsample_rate=2)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = MLP(dim, mlp_dim, dim, 2, activation=nn.ReLU)
+        self.norm3 = nn.LayerNorm(dim)
+        self.norm4 = nn.LayerNorm(dim)
+        self.cross_attn_image_to_token = Attention(dim, num_heads, downsample_rate=2)
+        self.skip_first_pe = skip_first_pe
+
+    def forward(self, tokens, image, token_pe, image_pe):
+        if self.skip_first_pe:
+            # The first layer's queries *are* the prompt embeddings; no residual.
+            tokens = self.self_attn(tokens, tokens, tokens)
+        else:
+            q = tokens + token_pe
+            tokens = tokens + self.self_attn(q, q, tokens)
+        tokens = self.norm1(tokens)
+
+        keys = image + image_pe
+        tokens = self.norm2(tokens + self.cross_attn_token_to_image(tokens + token_pe, keys, image))
+        tokens = self.norm3(tokens + self.mlp(tokens))
+
+        q = tokens + token_pe
+        image = self.norm4(image + self.cross_attn_image_to_token(image + image_pe, q, tokens))
+        return tokens, image
+
+
+class TwoWayTransformer(nn.Module):
+    def __init__(self, depth: int = 2, dim: int = 256, num_heads: int = 8, mlp_dim: int = 2048):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            TwoWayBlock(dim, num_heads, mlp_dim, skip_first_pe=(i == 0)) for i in range(depth)
+        )
+        self.final_attn_token_to_image = Attention(dim, num_heads, downsample_rate=2)
+        self.norm_final_attn = nn.LayerNorm(dim)
+
+    def forward(
+        self, image: torch.Tensor, image_pe: torch.Tensor, tokens: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """image, image_pe (B, C, h, w); tokens (B, N, C) -> tokens (B, N, C), image (B, hw, C)."""
+        image = image.flatten(2).transpose(1, 2)
+        image_pe = image_pe.flatten(2).transpose(1, 2)
+        token_pe = tokens
+        for layer in self.layers:
+            tokens, image = layer(tokens, image, token_pe, image_pe)
+        attn = self.final_attn_token_to_image(tokens + token_pe, image + image_pe, image)
+        return self.norm_final_attn(tokens + attn), image
