@@ -43,7 +43,9 @@ def reference_model(variant: str, image_size: int = 1024, video: bool = False, s
             )
             model.fill_hole_area = 0
         else:
-            model = build_sam2(CONFIGS[variant], None, device="cpu", hydra_overrides_extra=overrides)
+            model = build_sam2(
+                CONFIGS[variant], None, device="cpu", hydra_overrides_extra=overrides
+            )
     return model
 
 

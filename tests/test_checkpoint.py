@@ -43,7 +43,10 @@ def test_normalize_state_dict_unwraps_and_strips_prefix(tiny_sd):
     wrapped = {"model": {"module." + k: v for k, v in list(tiny_sd.items())[:3]}}
     out = normalize_state_dict(wrapped)
     assert list(out) == list(tiny_sd)[:3]
-    assert normalize_state_dict(dict(list(tiny_sd.items())[:2])).keys() == dict(list(tiny_sd.items())[:2]).keys()
+    assert (
+        normalize_state_dict(dict(list(tiny_sd.items())[:2])).keys()
+        == dict(list(tiny_sd.items())[:2]).keys()
+    )
     with pytest.raises(CheckpointError):
         normalize_state_dict({"model": {"a": 3}})
     with pytest.raises(CheckpointError):

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from napari_sam2 import ImagePredictor, load_model
-
 from oracle import CONFIGS, image_predictor, reference_model, save_checkpoint
 
 pytestmark = pytest.mark.reference

@@ -14,7 +14,6 @@ import pytest
 
 from napari_sam2 import VideoSession, load_model
 from napari_sam2.modeling.sam2 import Sam2Model
-
 from oracle import CONFIGS, reference_model, save_checkpoint
 from video_oracle import RefSession, fp32_memory, memoize_image_encoder, moving_blobs
 
@@ -49,7 +48,9 @@ def _assert_same(ours, ref):
 
 def _both(engines, **session_kw):
     ref_model, ours_model, frames = engines
-    ours = VideoSession(ours_model, frames, fill_hole_area=0, corrections_as_conditioning=False, **session_kw)
+    ours = VideoSession(
+        ours_model, frames, fill_hole_area=0, corrections_as_conditioning=False, **session_kw
+    )
     return ours, RefSession(ref_model, frames)
 
 

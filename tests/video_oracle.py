@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
-
 import sam2.sam2_video_predictor as ref_video
+import torch
 
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -60,7 +59,11 @@ class RefSession:
         xy = np.asarray(points, np.float32)[:, ::-1].copy()
         return self._result(
             self.model.add_new_points_or_box(
-                self.state, frame, obj_id, points=xy, labels=np.asarray(labels, np.int32),
+                self.state,
+                frame,
+                obj_id,
+                points=xy,
+                labels=np.asarray(labels, np.int32),
                 clear_old_points=clear,
             )
         )
@@ -69,7 +72,9 @@ class RefSession:
     def add_box(self, frame, obj_id, box):
         r0, c0, r1, c1 = box
         return self._result(
-            self.model.add_new_points_or_box(self.state, frame, obj_id, box=np.array([c0, r0, c1, r1], np.float32))
+            self.model.add_new_points_or_box(
+                self.state, frame, obj_id, box=np.array([c0, r0, c1, r1], np.float32)
+            )
         )
 
     @torch.inference_mode()
@@ -100,8 +105,11 @@ def fp32_memory(model):
 
     def patched(curr, memory, curr_pos=None, memory_pos=None, num_obj_ptr_tokens=0):
         return forward(
-            curr=curr, memory=memory.float(), curr_pos=curr_pos,
-            memory_pos=memory_pos.float(), num_obj_ptr_tokens=num_obj_ptr_tokens,
+            curr=curr,
+            memory=memory.float(),
+            curr_pos=curr_pos,
+            memory_pos=memory_pos.float(),
+            num_obj_ptr_tokens=num_obj_ptr_tokens,
         )
 
     model.memory_attention.forward = patched

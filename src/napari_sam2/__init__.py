@@ -42,6 +42,6 @@ def __getattr__(name: str):
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .checkpoint import build_model, load_model
-    from .predictor import ImagePredictor
-    from .video import FrameResult, VideoSession
+    from .checkpoint import build_model, load_model  # noqa: F401
+    from .predictor import ImagePredictor  # noqa: F401
+    from .video import FrameResult, VideoSession  # noqa: F401

@@ -21,14 +21,16 @@ from .modeling.sam2 import Sam2Model
 _TRUNK = "image_encoder.trunk."
 
 
-def build_model(variant: str = "sam2.1_hiera_tiny", image_size: int = 1024, device="cpu") -> Sam2Model:
+def build_model(
+    variant: str = "sam2.1_hiera_tiny", image_size: int = 1024, device="cpu"
+) -> Sam2Model:
     """A randomly initialised model of a released variant, in eval mode."""
     model = Sam2Model(get_config(variant, image_size))
     return model.to(resolve_device(device)).eval()
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """"auto" picks cuda, then mps, then cpu; other names must be available."""
+    """ "auto" picks cuda, then mps, then cpu; other names must be available."""
     name = str(device or "auto")
     if name == "auto":
         if torch.cuda.is_available():
@@ -62,7 +64,9 @@ def normalize_state_dict(raw: object) -> dict[str, torch.Tensor]:
     out = {}
     for key, value in sd.items():
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
-            raise CheckpointError(f"checkpoint: entry {key!r} is not a named tensor; not a model state dict")
+            raise CheckpointError(
+                f"checkpoint: entry {key!r} is not a named tensor; not a model state dict"
+            )
         out[key.removeprefix("module.")] = value
     return out
 
@@ -73,7 +77,9 @@ def infer_variant(sd: Mapping[str, torch.Tensor]) -> str:
     The trunk's width and depth give the size; the SAM 2.1-only tensors tell
     SAM 2.1 from SAM 2.
     """
-    if any(k.startswith("image_encoder.blocks.") or k.startswith("image_encoder.neck.0") for k in sd):
+    if any(
+        k.startswith("image_encoder.blocks.") or k.startswith("image_encoder.neck.0") for k in sd
+    ):
         raise CheckpointError(
             "checkpoint: this is a SAM 1 (segment-anything) checkpoint; napari-sam2 needs SAM 2 or SAM 2.1 weights"
         )
@@ -111,7 +117,9 @@ def check_state_dict(model: Sam2Model, sd: Mapping[str, torch.Tensor]) -> None:
     if wrong:
         problems.append(f"wrong shapes {_some(wrong)}")
     if problems:
-        raise CheckpointError(f"checkpoint: does not match {model.cfg.name}: " + "; ".join(problems))
+        raise CheckpointError(
+            f"checkpoint: does not match {model.cfg.name}: " + "; ".join(problems)
+        )
 
 
 def _some(items: list[str], n: int = 3) -> str:

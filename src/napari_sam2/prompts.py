@@ -56,7 +56,9 @@ def check_points(points, labels, hw: tuple[int, int]) -> PointPrompt:
     if len(lab) != len(pts):
         raise InputError(f"labels: {len(lab)} labels for {len(pts)} points")
     if not np.all(np.isin(lab, (NEGATIVE, POSITIVE))):
-        raise InputError(f"labels: must be 1 (positive) or 0 (negative), got {sorted(set(lab.tolist()))}")
+        raise InputError(
+            f"labels: must be 1 (positive) or 0 (negative), got {sorted(set(lab.tolist()))}"
+        )
     _check_inside(pts, hw, "points")
     return PointPrompt(pts.astype(np.float32), lab.astype(np.int32))
 
@@ -79,7 +81,9 @@ def _check_inside(pts: np.ndarray, hw: tuple[int, int], name: str) -> None:
     bad = (pts[:, 0] < 0) | (pts[:, 0] > h - 1) | (pts[:, 1] < 0) | (pts[:, 1] > w - 1)
     if bad.any():
         r, c = pts[np.argmax(bad)]
-        raise InputError(f"{name}: ({r:g}, {c:g}) lies outside the frame of {h} x {w} (rows x cols)")
+        raise InputError(
+            f"{name}: ({r:g}, {c:g}) lies outside the frame of {h} x {w} (rows x cols)"
+        )
 
 
 def points_to_model(

@@ -123,7 +123,9 @@ class VideoSession:
         return dict(self._existing(obj_id).points)
 
     @torch.inference_mode()
-    def add_points(self, frame: int, obj_id: int, points, labels, clear: bool = True) -> FrameResult:
+    def add_points(
+        self, frame: int, obj_id: int, points, labels, clear: bool = True
+    ) -> FrameResult:
         """Click on ``frame``: points (N, 2) as (row, col), labels 1 positive / 0 negative.
 
         ``clear=False`` adds to the object's earlier clicks on this frame.
@@ -249,7 +251,9 @@ class VideoSession:
     def _mask_to_model(self, mask) -> torch.Tensor:
         m = np.asarray(mask)
         if m.shape != self.frame_shape:
-            raise InputError(f"mask: expected shape {self.frame_shape} (the frame's), got {m.shape}")
+            raise InputError(
+                f"mask: expected shape {self.frame_shape} (the frame's), got {m.shape}"
+            )
         if m.dtype != bool:
             if not np.all(np.isin(np.unique(m), (0, 1))):
                 raise InputError("mask: must be boolean or contain only 0 and 1")
@@ -379,7 +383,9 @@ class VideoSession:
         pointers = []
         for t, out in track.cond.items():
             if (t - frame) * step <= 0:  # only prompted frames not ahead of us
-                offset = (frame - t) * step if cfg.use_signed_tpos_enc_to_obj_ptrs else abs(frame - t)
+                offset = (
+                    (frame - t) * step if cfg.use_signed_tpos_enc_to_obj_ptrs else abs(frame - t)
+                )
                 pointers.append((offset, out.obj_ptr))
         for d in range(1, min(self.num_frames, cfg.max_obj_ptrs_in_encoder)):
             t = frame - step * d

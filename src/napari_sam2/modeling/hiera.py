@@ -65,16 +65,16 @@ class MultiScaleAttention(nn.Module):
             q = pool2x2(q.reshape(b, h, w, -1))
             h, w = q.shape[1:3]
             q = q.reshape(b, h * w, self.num_heads, -1)
-        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        out = F.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        )
         return self.proj(out.transpose(1, 2).reshape(b, h, w, -1))
 
 
 class MultiScaleBlock(nn.Module):
     """Pre-norm transformer block with windowed attention and optional downsampling."""
 
-    def __init__(
-        self, dim: int, dim_out: int, num_heads: int, window: int, pool_q: bool
-    ) -> None:
+    def __init__(self, dim: int, dim_out: int, num_heads: int, window: int, pool_q: bool) -> None:
         super().__init__()
         self.window = window
         self.pool_q = pool_q

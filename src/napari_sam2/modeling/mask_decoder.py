@@ -102,7 +102,12 @@ class MaskDecoder(nn.Module):
         )
         bu, cu, hu, wu = up.shape
         masks = (hyper @ up.reshape(bu, cu, hu * wu)).reshape(bu, -1, hu, wu)
-        return masks, self.iou_prediction_head(iou_token), mask_tokens, self.pred_obj_score_head(obj_token)
+        return (
+            masks,
+            self.iou_prediction_head(iou_token),
+            mask_tokens,
+            self.pred_obj_score_head(obj_token),
+        )
 
     def _upscale(self, src: torch.Tensor, high_res) -> torch.Tensor:
         dc1, ln1, act1, dc2, act2 = self.output_upscaling

@@ -20,7 +20,11 @@ class MaskDownSampler(nn.Module):
         layers: list[nn.Module] = []
         ch = 1
         for _ in range(num_layers):
-            layers += [nn.Conv2d(ch, ch * 4, 3, stride=2, padding=1), LayerNorm2d(ch * 4), nn.GELU()]
+            layers += [
+                nn.Conv2d(ch, ch * 4, 3, stride=2, padding=1),
+                LayerNorm2d(ch * 4),
+                nn.GELU(),
+            ]
             ch *= 4
         layers.append(nn.Conv2d(ch, out_dim, kernel_size=1))
         self.encoder = nn.Sequential(*layers)
@@ -67,7 +71,9 @@ class MemoryEncoder(nn.Module):
         self.out_proj = nn.Conv2d(in_dim, out_dim, kernel_size=1)
         self.pos = SineGridCache(out_dim)
 
-    def forward(self, pix_feat: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, pix_feat: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """pix_feat (B, C, h, w) and mask (B, 1, 16h, 16w), already scaled for memory.
 
         Returns the memory (B, mem_dim, h, w) and its (1, mem_dim, h, w) sine encoding.

@@ -150,9 +150,7 @@ class Sam2Model(nn.Module):
         """Replace the pointer of absent objects by the learnt no-object pointer."""
         return present * ptr + (1 - present) * self.no_obj_ptr
 
-    def mask_as_output(
-        self, pix_feat: torch.Tensor, high_res, mask: torch.Tensor
-    ) -> TrackOutput:
+    def mask_as_output(self, pix_feat: torch.Tensor, high_res, mask: torch.Tensor) -> TrackOutput:
         """Use a binary mask prompt (B, 1, S, S) directly as the prediction.
 
         The object pointer still comes from the decoder, prompted with the mask.
@@ -201,7 +199,11 @@ class Sam2Model(nn.Module):
             ptrs = torch.stack([p for _, p in ctx.pointers], dim=1)  # (B, P, C)
             split = cfg.d_model // cfg.mem_dim
             mems.append(ptrs.reshape(b, -1, cfg.mem_dim))  # each pointer -> `split` tokens
-            poss.append(self._pointer_pos(offsets, ctx.num_frames).repeat_interleave(split, 0).expand(b, -1, -1))
+            poss.append(
+                self._pointer_pos(offsets, ctx.num_frames)
+                .repeat_interleave(split, 0)
+                .expand(b, -1, -1)
+            )
             n_ptr_tokens = ptrs.shape[1] * split
         return torch.cat(mems, dim=1), torch.cat(poss, dim=1), n_ptr_tokens
 

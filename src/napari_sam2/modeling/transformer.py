@@ -58,7 +58,9 @@ class RoPEAttention(Attention):
         self.rope_theta = rope_theta
         self._tables: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def _rope_tables(self, n_tokens: int, head_dim: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    def _rope_tables(
+        self, n_tokens: int, head_dim: int, device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         side = int(round(n_tokens**0.5))
         key = (side, head_dim, str(device))
         if key not in self._tables:

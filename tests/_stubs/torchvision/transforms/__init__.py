@@ -1,7 +1,5 @@
 """ToTensor, Resize and Normalize, as torchvision applies them to tensors."""
 
-from typing import List
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -22,7 +20,7 @@ class ToTensor:
 class Resize(nn.Module):
     """Bilinear, antialiased resize of a CHW tensor (torchvision's tensor default)."""
 
-    def __init__(self, size: List[int]):
+    def __init__(self, size: list[int]):
         super().__init__()
         self.size = [int(s) for s in size]
 
@@ -34,7 +32,7 @@ class Resize(nn.Module):
 
 
 class Normalize(nn.Module):
-    def __init__(self, mean: List[float], std: List[float]):
+    def __init__(self, mean: list[float], std: list[float]):
         super().__init__()
         self.mean = torch.tensor(mean).view(-1, 1, 1)
         self.std = torch.tensor(std).view(-1, 1, 1)
