@@ -160,3 +160,24 @@ def test_clear_frame_and_reset(model):
     assert r.obj_ids == (1, 2) and (r.logits[1] <= -1000).all()
     s.reset()
     assert s.obj_ids == ()
+
+
+def test_disk_feature_cache_skips_encoder_and_matches(model, tmp_path, monkeypatch):
+    frames = _stack(t=4)
+    first = VideoSession(model, frames, feature_dir=tmp_path)
+    first.add_points(0, 1, [(40, 50)], [1])
+    expected = [r.logits for r in first.propagate()]
+    assert len(list(tmp_path.rglob("*.pt"))) == 4
+
+    calls = []
+    original = model.encode_image
+    monkeypatch.setattr(model, "encode_image", lambda x: calls.append(1) or original(x))
+    second = VideoSession(model, frames, feature_dir=tmp_path)
+    second.add_points(0, 1, [(40, 50)], [1])
+    got = [r.logits for r in second.propagate()]
+    assert calls == []  # every frame came from disk
+    for a, b in zip(expected, got):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    # Different data: a different key, so nothing stale is read.
+    other = VideoSession(model, frames[::-1].copy(), feature_dir=tmp_path)
+    assert other._disk_features.dir != second._disk_features.dir

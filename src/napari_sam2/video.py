@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import InputError
+from .feature_cache import DiskFeatureCache, cache_key
 from .frames import FrameSource
 from .memory_bank import FrameOutput, MemoryBank, ObjectTrack
 from .modeling.image_encoder import ImageFeatures
@@ -80,6 +81,9 @@ class VideoSession:
     spill_dir: where evicted memories go (a private temp folder inside it);
         ``spill=False`` keeps none, so corrections far behind the tracking
         front see no old memories.
+    feature_dir: optional folder for an on-disk cache of image features
+        (about 17 MB per frame at 1024 px), keyed on the model and the data, so
+        re-propagation and later sessions skip the image encoder.
     """
 
     def __init__(
@@ -93,6 +97,7 @@ class VideoSession:
         feature_cache: int = 4,
         spill: bool = True,
         spill_dir: str | Path | None = None,
+        feature_dir: str | Path | None = None,
     ) -> None:
         if fill_hole_area < 0:
             raise InputError(f"fill_hole_area: must be >= 0, got {fill_hole_area}")
@@ -107,6 +112,10 @@ class VideoSession:
         self._features: OrderedDict[int, ImageFeatures] = OrderedDict()
         self._tracks: dict[int, ObjectTrack] = {}
         self._bank = MemoryBank(self.cfg.max_obj_ptrs_in_encoder, spill, spill_dir)
+        self._disk_features = None
+        if feature_dir is not None:
+            key = cache_key(model, self.source)
+            self._disk_features = DiskFeatureCache(feature_dir, key)
 
     # -- public API ----------------------------------------------------------
 
@@ -400,15 +409,26 @@ class VideoSession:
 
     def _frame_features(self, frame: int, upcoming=()) -> ImageFeatures:
         feats = self._features.get(frame)
+        if feats is None and self._disk_features is not None:
+            feats = self._disk_features.load(frame, self._positions(), self.device)
         if feats is None:
             x = self.source.get(frame, upcoming).to(self.device)
             with self._autocast():
                 feats = self.model.encode_image(x)
+            if self._disk_features is not None:
+                self._disk_features.save(frame, feats)
+        if frame not in self._features:
             self._features[frame] = feats
             while len(self._features) > self._feature_cache_size:
                 self._features.popitem(last=False)
         self._features.move_to_end(frame)
         return feats
+
+    def _positions(self) -> list[torch.Tensor]:
+        """The (1, C, h, w) sine encodings of the three feature levels (constant)."""
+        pos = self.model.image_encoder.neck.pos
+        s = self.cfg.image_size
+        return [pos(s // k, s // k, self.device)[None] for k in (4, 8, 16)]
 
     def _frame_output(self, out, i: int) -> FrameOutput:
         low = out.low_res[i].float()
