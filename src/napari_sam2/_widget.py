@@ -1,0 +1,428 @@
+"""The "SAM 2 segmentation" dock widget.
+
+The widget is thin: a :class:`~napari_sam2._controller.Sam2Controller` holds
+the model, the session and the bookkeeping; compute runs in napari thread
+workers one job at a time (:class:`~napari_sam2._widget_jobs.JobQueue`); the
+layers are only written here, on the UI thread.
+
+Every action is also a method, for scripts and the napari console::
+
+    widget.load_model("sam2.1_hiera_tiny")
+    widget.add_point(frame=0, row=120, col=88)
+    widget.propagate("both")
+    widget.save_session("/data/run1_session")
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import QScrollArea, QVBoxLayout, QWidget
+
+from ._controller import (
+    LABELS_FILE,
+    Sam2Controller,
+    frame_index,
+    one_line,
+    plan_propagation,
+    read_session_json,
+    session_id_of,
+)
+from ._widget_jobs import Job, JobQueue
+from ._widget_layers import (
+    add_box_rows,
+    spatial_shape,
+)
+from ._widget_panels import (
+    DataPanel,
+    ModelPanel,
+    ObjectsPanel,
+    PromptPanel,
+    PropagatePanel,
+    SessionPanel,
+)
+from ._widget_prompts import PromptsMixin
+from ._widget_session import SessionMixin
+from .errors import InputError, Sam2Error
+
+PROPAGATION_KINDS = ("propagate", "repropagate")
+
+
+class Sam2Widget(PromptsMixin, SessionMixin, QWidget):
+    """Dock widget: model, image, prompts, objects, propagation and sessions."""
+
+    _download = Signal(int, int)  # bytes done, total (-1: unknown); emitted from a worker
+
+    def __init__(self, napari_viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        from .registry import known_names
+
+        self.viewer = napari_viewer
+        self.controller = Sam2Controller()
+        self.jobs = JobQueue(self)
+        self.image = self.points = self.boxes = self.labels = None
+        self.axis = 0
+        self._syncing = False  # True while the widget edits prompt layers itself
+        self._history = None  # labels undo block open during a propagation
+        self._eta = None
+        self._saved_reached: dict[int, dict[int, bool]] = {}
+        self.last_error: str | None = None
+
+        self.model_panel = ModelPanel(known_names())
+        self.data_panel = DataPanel()
+        self.prompt_panel = PromptPanel()
+        self.objects_panel = ObjectsPanel()
+        self.propagate_panel = PropagatePanel()
+        self.session_panel = SessionPanel()
+        self._build_layout()
+        self._connect()
+        self._refresh_images()
+        self._device_changed(self.model_panel.device.currentText())
+
+    # ===================================================================== scripting API
+
+    def load_model(
+        self,
+        name_or_path: str | os.PathLike,
+        device: str = "auto",
+        precision: str = "float32",
+        image_size: int = 1024,
+        wait: bool = True,
+    ) -> None:
+        """Load a registry checkpoint (downloaded once) or a local ``.pt`` file."""
+        source = os.fspath(name_or_path)
+        self.model_panel.device.setCurrentText(device)
+        job = Job(
+            "load",
+            self.controller.load_model,
+            (source, device, image_size, self._download_cb),
+            on_start=lambda: self._busy_model(f"Loading {Path(source).name}..."),
+            on_done=lambda model: self._model_loaded(model, source, device, precision),
+            on_error=lambda exc: self._error(exc, self.model_panel.status),
+            on_finish=lambda: self.model_panel.progress.setVisible(False),
+        )
+        self.jobs.submit(job)
+        self._maybe_wait(wait)
+
+    def add_point(
+        self,
+        frame: int,
+        row: float,
+        col: float,
+        positive: bool = True,
+        obj_id: int | None = None,
+        wait: bool = True,
+    ) -> None:
+        """Click on (row, col) of ``frame`` for an object (default: the selected label)."""
+        self._need_layers()
+        obj = self._object_for(obj_id)
+        coords = self._coords(frame, row, col)
+        old = {"label": 1, "object": obj}
+        self.points.feature_defaults = {"label": int(bool(positive)), "object": obj}
+        try:
+            self.points.add(coords)
+        finally:
+            self.points.feature_defaults = old
+        self._maybe_wait(wait)
+
+    def add_box(
+        self, frame: int, row0: float, col0: float, row1: float, col1: float,
+        obj_id: int | None = None, wait: bool = True,
+    ) -> None:  # fmt: skip
+        """A box prompt (two opposite corners) on ``frame``."""
+        from .prompt_io import BoxRow
+
+        self._need_layers()
+        obj = self._object_for(obj_id)
+        add_box_rows(self.boxes, [BoxRow(frame, row0, col0, row1, col1, obj)], self.axis)
+        self.boxes.feature_defaults = {"object": self._current_object()}
+        self._maybe_wait(wait)
+
+    def add_object(self, name: str | None = None, select: bool = True) -> int:
+        """A new object with an unused id (above every label in the layer); returns its id."""
+        self._need_layers()
+        taken = [int(np.max(self.labels.data))] if np.size(self.labels.data) else []
+        obj = self.controller.add_object(name=name, taken=taken)
+        self._refresh_objects()
+        if select:
+            self.select_object(obj)
+        return obj
+
+    def select_object(self, obj_id: int) -> None:
+        """Make ``obj_id`` the current object (the labels layer's selected label)."""
+        self._need_layers()
+        self.labels.selected_label = int(obj_id)
+
+    def rename_object(self, obj_id: int, name: str) -> None:
+        self.controller.add_object(int(obj_id), name=name)
+        self._refresh_objects()
+
+    def remove_object(self, obj_id: int, wait: bool = True) -> None:
+        """Delete an object: its prompts, its session track and its pixels (one undo step)."""
+        self._need_layers()
+        obj = int(obj_id)
+        self._delete_prompts(lambda key: key[1] == obj)
+        self.controller.forget_object(obj)
+        for key in [k for k in self.controller.applied if k[1] == obj]:
+            del self.controller.applied[key]
+        job = Job(
+            "remove",
+            self.controller.remove_object,
+            (obj,),
+            on_done=lambda results: self._object_removed(obj, results),
+            on_error=self._error,
+        )
+        self.jobs.submit(job)
+        self._refresh_objects()
+        self._maybe_wait(wait)
+
+    def use_painted_mask(
+        self, frame: int | None = None, obj_id: int | None = None, wait: bool = True
+    ) -> None:
+        """Send the pixels of a label on a frame as that object's mask prompt.
+
+        The mask replaces the object's clicks and box on that frame.
+        """
+        self._need_layers()
+        frame = self.current_frame() if frame is None else int(frame)
+        obj = self._object_for(obj_id)
+        mask = np.asarray(self.labels.data[frame_index(self.axis, frame)]) == obj
+        if not mask.any():
+            raise InputError(f"mask: label {obj} has no pixels on frame {frame}; paint it first")
+        self._delete_prompts(lambda key: key == (frame, obj))
+        self.controller.masks[(frame, obj)] = mask
+        self._sync_prompts()
+        self._maybe_wait(wait)
+
+    def clear_frame_prompts(self, frame: int | None = None, obj_id: int | None = None) -> None:
+        """Delete one object's clicks, box and mask prompt on a frame."""
+        self._need_layers()
+        frame = self.current_frame() if frame is None else int(frame)
+        obj = self._object_for(obj_id)
+        self._delete_prompts(lambda key: key == (frame, obj))
+        self._sync_prompts()
+
+    def propagate(
+        self,
+        direction: str | None = None,
+        first: int | None = None,
+        last: int | None = None,
+        wait: bool = True,
+    ) -> None:
+        """Track every object from the prompted frames over [first, last] (default: all)."""
+        self._need_layers()
+        direction = direction or self.propagate_panel.direction.currentText()
+        n = self._num_frames()
+        lo, hi = self.propagate_panel.frame_range(n)
+        lo = lo if first is None else int(first)
+        hi = hi if last is None else int(last)
+        self.controller.last_range = (lo, hi)
+        passes = plan_propagation(direction, self.controller.prompted_frames(), lo, hi)
+        self._submit_propagation("propagate", passes)
+        self._maybe_wait(wait)
+
+    def cancel(self) -> None:
+        """Stop propagation after the frame being computed; frames written stay."""
+        self.jobs.cancel(PROPAGATION_KINDS)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait (keeping napari live) until every queued job is done."""
+        return self.jobs.wait(None, timeout)
+
+    def save_session(self, folder: str | os.PathLike | None = None, overwrite: bool = False,
+                     wait: bool = True) -> Path:  # fmt: skip
+        """Save prompts (CSV), labels (TIFF) and session.json into ``folder``.
+
+        A folder holding another session is refused unless ``overwrite``.
+        """
+        self._need_layers()
+        target = Path(folder).expanduser() if folder is not None else self._autosave_folder()
+        other = session_id_of(target)
+        if other is not None and other != self.controller.session_id and not overwrite:
+            raise InputError(
+                f"session: {target} holds another session; choose another folder or overwrite it"
+            )
+        self._write_session(target, wait)
+        return target
+
+    def load_session(self, folder: str | os.PathLike, wait: bool = True) -> None:
+        """Restore a saved session: image, objects, prompt layers, labels and model."""
+        from .prompt_io import Prompts, read_label_tiff, read_prompts
+
+        folder = Path(folder).expanduser()
+        meta = read_session_json(folder)
+        labels = read_label_tiff(folder / LABELS_FILE)
+        try:
+            prompts = read_prompts(folder)
+        except InputError as exc:
+            if "holds none of" not in str(exc):
+                raise
+            prompts = Prompts()
+        image = self._session_image(meta)
+        if tuple(spatial_shape(image)) != tuple(labels.shape):
+            raise InputError(
+                f"session: labels {labels.shape} do not match image {spatial_shape(image)}"
+            )
+        self.jobs.cancel()
+        self.jobs.wait(None)
+        self._restore(meta, image, labels, prompts, folder)
+        self._maybe_wait(wait)
+
+    def current_frame(self) -> int:
+        """The frame (index along the stack axis) shown in the viewer."""
+        self._need_layers()
+        pos = self.labels.world_to_data(self.viewer.dims.point)
+        return int(np.clip(round(float(pos[self.axis])), 0, self._num_frames() - 1))
+
+    def shutdown(self) -> None:
+        """Stop work and release the session (called when the widget closes)."""
+        self.jobs.cancel()
+        self.jobs.wait(None, timeout=30)
+        self._close_history()
+        self.controller.close_session()
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        self.shutdown()
+        super().closeEvent(event)
+
+    # ===================================================================== layout
+
+    def _build_layout(self) -> None:
+        inner = QWidget()
+        col = QVBoxLayout(inner)
+        for panel in (
+            self.model_panel,
+            self.data_panel,
+            self.prompt_panel,
+            self.objects_panel,
+            self.propagate_panel,
+            self.session_panel,
+        ):
+            col.addWidget(panel)
+        col.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(inner)
+        scroll.setFrameShape(QScrollArea.NoFrame)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+        self.setMinimumWidth(320)
+
+    def _connect(self) -> None:
+        mp, dp, pp, op = self.model_panel, self.data_panel, self.prompt_panel, self.objects_panel
+        mp.load_clicked.connect(self._load_clicked)
+        mp.device.currentTextChanged.connect(self._device_changed)
+        dp.image.currentTextChanged.connect(self._image_chosen)
+        dp.axis.currentIndexChanged.connect(self._axis_chosen)
+        dp.kind.currentTextChanged.connect(self._kind_chosen)
+        pp.use_mask.clicked.connect(lambda: self._guard(self.use_painted_mask, wait=False))
+        pp.clear_frame.clicked.connect(lambda: self._guard(self.clear_frame_prompts))
+        op.add_clicked.connect(lambda: self._guard(self.add_object))
+        op.remove_clicked.connect(lambda obj: self._guard(self.remove_object, obj, wait=False))
+        op.renamed.connect(self._renamed)
+        op.selected.connect(lambda obj: self._guard(self.select_object, obj))
+        self.propagate_panel.run.clicked.connect(lambda: self._guard(self.propagate, wait=False))
+        self.propagate_panel.cancel.clicked.connect(self.cancel)
+        self.session_panel.save.clicked.connect(self._save_clicked)
+        self.session_panel.load.clicked.connect(self._load_session_clicked)
+        self._download.connect(self._download_progress)
+        self.jobs.busy_changed.connect(self._busy_changed)
+        layers = self.viewer.layers.events
+        layers.inserted.connect(self._refresh_images)
+        layers.removed.connect(self._layer_removed)
+        layers.renamed.connect(self._refresh_images)
+
+    # ===================================================================== model
+
+    def _load_clicked(self) -> None:
+        mp = self.model_panel
+        source = mp.source()
+        if not source:
+            self._error(InputError("checkpoint: choose a .pt file first"), mp.status)
+            return
+        self._guard(
+            self.load_model,
+            source,
+            device=mp.device.currentText(),
+            precision=mp.precision.currentText(),
+            wait=False,
+        )
+
+    def _device_changed(self, device: str) -> None:
+        import torch
+
+        cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+        self.model_panel.set_bf16_allowed(cuda)
+
+    def _busy_model(self, text: str) -> None:
+        self.model_panel.status.setText(text)
+        self.model_panel.progress.setRange(0, 0)
+        self.model_panel.progress.setVisible(True)
+
+    def _download_cb(self, done: int, total: int | None) -> None:
+        """Called from the worker thread: hand the numbers to the UI thread via a signal."""
+        self._download.emit(int(done), -1 if total is None else int(total))
+
+    def _download_progress(self, done: int, total: int) -> None:
+        bar = self.model_panel.progress
+        bar.setVisible(True)
+        mib = done / 2**20
+        if total > 0:
+            bar.setRange(0, 1000)
+            bar.setValue(int(1000 * done / total))
+            self.model_panel.status.setText(f"Downloading: {mib:.0f} of {total / 2**20:.0f} MiB")
+        else:
+            bar.setRange(0, 0)
+            self.model_panel.status.setText(f"Downloading: {mib:.0f} MiB")
+
+    def _model_loaded(self, model, source: str, device: str, precision: str) -> None:
+        if precision == "bfloat16" and model.device.type != "cuda":
+            precision = "float32"  # the engine has no reduced precision off CUDA
+        self.controller.set_model(model, source, device, precision)
+        name = model.cfg.name
+        self.model_panel.status.setText(
+            f"{name} on {model.device.type}, {precision}, {model.cfg.image_size} px input"
+        )
+        self._open_session()
+
+    # ===================================================================== plumbing
+
+    def _coords(self, frame: int, row: float, col: float) -> list[float]:
+        out = [float(row), float(col)]
+        out.insert(self.axis, float(frame))
+        return out
+
+    def _maybe_wait(self, wait: bool) -> None:
+        if wait:
+            self.jobs.wait(None)
+
+    def _guard(self, func, *args, **kwargs):
+        """Run a UI action; a Sam2Error becomes a notification, not a traceback."""
+        try:
+            return func(*args, **kwargs)
+        except Sam2Error as exc:
+            self._error(exc)
+            return None
+
+    def _error(self, exc: BaseException, label=None) -> None:
+        from napari.utils.notifications import show_error
+
+        message = one_line(exc)
+        self.last_error = message
+        if label is not None:
+            label.setText(message)
+        show_error(message)
+
+    def _busy_changed(self, busy: bool) -> None:
+        running = self.jobs.current
+        self.propagate_panel.cancel.setEnabled(
+            bool(running and running.kind in PROPAGATION_KINDS)
+            or bool(self.jobs.pending("propagate") or self.jobs.pending("repropagate"))
+        )
+
+
+__all__ = ["Sam2Widget"]
