@@ -181,3 +181,13 @@ def test_disk_feature_cache_skips_encoder_and_matches(model, tmp_path, monkeypat
     # Different data: a different key, so nothing stale is read.
     other = VideoSession(model, frames[::-1].copy(), feature_dir=tmp_path)
     assert other._disk_features.dir != second._disk_features.dir
+
+
+def test_default_starts_earliest_forward_latest_backward(model):
+    s = VideoSession(model, _stack(t=6))
+    s.add_points(1, 1, [(40, 50)], [1])
+    s.add_points(4, 1, [(40, 60)], [1])
+    assert [r.frame for r in s.propagate()] == [1, 2, 3, 4, 5]
+    assert [r.frame for r in s.propagate(reverse=True)] == [4, 3, 2, 1, 0]
+    labels = s.segment("both")  # forward from frame 1, then back from frame 1
+    assert labels.shape[0] == 6

@@ -200,14 +200,16 @@ class VideoSession:
     ) -> Iterator[FrameResult]:
         """Track all objects frame by frame, yielding each frame's result at once.
 
-        Starts at ``start_frame`` (default: the earliest prompted frame) and runs
-        forward, or backward with ``reverse``, over at most ``max_frames``
-        frames (the start included). Stop early by closing the iterator.
+        Starts at ``start_frame`` and runs forward, or backward with ``reverse``,
+        over at most ``max_frames`` frames (the start included). The default start
+        is the earliest prompted frame going forward, the latest going backward.
+        Stop early by closing the iterator.
         """
         with torch.inference_mode():
             self._fold_pending()
             if start_frame is None:
-                start_frame = min(f for t in self._tracks.values() for f in t.cond)
+                prompted = [f for t in self._tracks.values() for f in t.cond]
+                start_frame = max(prompted) if reverse else min(prompted)
             start_frame = self.source.check_index(start_frame, "start_frame")
             if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
                 raise InputError(f"max_frames: must be a positive integer, got {max_frames!r}")
@@ -220,15 +222,20 @@ class VideoSession:
     def segment(self, direction: str = "both", start_frame: int | None = None) -> np.ndarray:
         """Propagate and return the label volume (T, H, W) int32 (object ids, 0 background).
 
-        ``direction``: "forward", "backward" or "both" (forward, then backward
-        from the same start).
+        ``direction``: "forward" (from the earliest prompt), "backward" (from the
+        latest) or "both": forward from the earliest prompt, then backward from
+        it, so every frame is covered once.
         """
         if direction not in ("forward", "backward", "both"):
             raise InputError(f"direction: must be forward, backward or both, got {direction!r}")
         labels = np.zeros((self.num_frames, *self.frame_shape), np.int32)
-        passes = {"forward": [False], "backward": [True], "both": [False, True]}[direction]
-        for reverse in passes:
-            for result in self.propagate(start_frame, reverse=reverse):
+        passes = [self.propagate(start_frame, reverse=direction == "backward")]
+        for result in passes[0]:
+            labels[result.frame] = result.label_image()
+            if start_frame is None:
+                start_frame = result.frame  # the first frame yielded is the start
+        if direction == "both":
+            for result in self.propagate(start_frame, reverse=True):
                 labels[result.frame] = result.label_image()
         return labels
 
