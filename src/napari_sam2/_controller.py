@@ -649,6 +649,7 @@ class Sam2Controller:
                 "source": self.model_source,
                 "device": self.device,
                 "precision": self.precision,
+                "image_size": None if self.model is None else int(self.model.cfg.image_size),
             },
             "stack_axis": int(stack_axis),
             "stack_kind": self.stack_kind,

@@ -69,6 +69,7 @@ class Sam2Widget(PromptsMixin, SessionMixin, QWidget):
         self._history = None  # labels undo block open during a propagation
         self._eta = None
         self._saved_reached: dict[int, dict[int, bool]] = {}
+        self._closed = False
         self.last_error: str | None = None
 
         self.model_panel = ModelPanel(known_names())
@@ -79,6 +80,10 @@ class Sam2Widget(PromptsMixin, SessionMixin, QWidget):
         self.session_panel = SessionPanel()
         self._build_layout()
         self._connect()
+        # When napari deletes the dock widget with its window, release the session
+        # (spill folder, frame reader): the closure holds the controller, not self.
+        controller = self.controller
+        self.destroyed.connect(lambda *_: controller.close_session())
         self._refresh_images()
         self._device_changed(self.model_panel.device.currentText())
 
@@ -278,10 +283,21 @@ class Sam2Widget(PromptsMixin, SessionMixin, QWidget):
         return int(np.clip(round(float(pos[self.axis])), 0, self._num_frames() - 1))
 
     def shutdown(self) -> None:
-        """Stop work and release the session (called when the widget closes)."""
+        """Stop work, stop listening to the viewer and release the session.
+
+        Called when the widget closes; the widget does nothing afterwards.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        layers = self.viewer.layers.events
+        layers.inserted.disconnect(self._refresh_images)
+        layers.removed.disconnect(self._layer_removed)
+        layers.renamed.disconnect(self._refresh_images)
         self.jobs.cancel()
         self.jobs.wait(None, timeout=30)
         self._close_history()
+        self._detach()
         self.controller.close_session()
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)

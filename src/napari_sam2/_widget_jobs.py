@@ -64,6 +64,10 @@ class JobQueue(QObject):
         super().__init__(parent)
         self._pending: deque[Job] = deque()
         self.current: Job | None = None
+        # Workers may outlive the widget (napari closed mid-propagation): once Qt
+        # has deleted this object, their signals are ignored.
+        alive = self._alive = [True]
+        self.destroyed.connect(lambda *_: alive.__setitem__(0, False))
 
     @property
     def busy(self) -> bool:
@@ -147,18 +151,18 @@ class JobQueue(QObject):
         worker.start()
 
     def _yielded(self, job: Job, value) -> None:
-        if job.on_yield:
+        if job.on_yield and self._alive[0]:
             job.on_yield(value)
 
     def _returned(self, job: Job, value) -> None:
         job.result = value
-        if job.on_done:
+        if job.on_done and self._alive[0]:
             job.on_done(value)
 
     def _errored(self, job: Job, exc: BaseException) -> None:
         cause = exc.__cause__ if isinstance(exc, WorkerError) and exc.__cause__ else exc
         job.error = cause
-        if job.on_error:
+        if job.on_error and self._alive[0]:
             job.on_error(cause)
 
     def _finished(self, job: Job) -> None:
@@ -166,6 +170,8 @@ class JobQueue(QObject):
         job.worker = None
         if self.current is job:
             self.current = None
+        if not self._alive[0]:
+            return
         try:
             if job.on_finish:
                 job.on_finish()

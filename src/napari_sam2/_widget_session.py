@@ -174,7 +174,7 @@ class SessionMixin:
         source = model["source"]
         device = model.get("device", "auto")
         precision = model.get("precision", "float32")
-        image_size = int(model.get("image_size", 1024))
+        image_size = int(model.get("image_size") or 1024)
 
         def loaded(m) -> None:
             self.controller.set_model(m, source, device, precision)
