@@ -67,9 +67,9 @@ class FrameSource:
         idx = np.unique(np.linspace(0, self.num_frames - 1, min(8, self.num_frames)).astype(int))
         return np.stack([first if i == 0 else self.raw(int(i)) for i in idx])
 
-    def _load(self, t: int) -> torch.Tensor:
+    def _prepare(self, t: int, raw: np.ndarray) -> torch.Tensor:
         try:
-            unit = to_unit_rgb(self.raw(t), self.intensity)
+            unit = to_unit_rgb(raw, self.intensity)
         except InputError:
             raise InputError(f"frames: frame {t} contains NaN or infinite values") from None
         return to_model_input(unit, self.image_size)
@@ -82,15 +82,20 @@ class FrameSource:
         return int(t)
 
     def get(self, t: int, upcoming: Sequence[int] = ()) -> torch.Tensor:
-        """Model input of frame t; starts reading ``upcoming`` frames in the background."""
+        """Model input of frame t; starts reading ``upcoming`` frames in the background.
+
+        Only the reading (disk, dask, zarr: mostly waiting) overlaps with compute;
+        the conversion runs here, since a second compute thread would only fight
+        the model for the same cores.
+        """
         fut = self._pending.pop(t, None)
-        x = fut.result() if fut is not None else self._load(t)
+        raw = fut.result() if fut is not None else self.raw(t)
         for u in list(upcoming)[: self._prefetch]:
             if u not in self._pending and 0 <= u < self.num_frames:
-                self._pending[u] = self._pool.submit(self._load, u)
+                self._pending[u] = self._pool.submit(self.raw, u)
         while len(self._pending) > self._prefetch:
             self._pending.popitem(last=False)[1].cancel()
-        return x
+        return self._prepare(t, raw)
 
     def close(self) -> None:
         for fut in self._pending.values():
