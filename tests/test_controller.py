@@ -92,14 +92,17 @@ def test_changed_keys_finds_new_edited_and_deleted_prompts():
 
 def test_collect_prompts_and_clip():
     prompts = collect_prompts(
-        {(0, 1): (np.array([[-0.4, 70.0]], np.float32), np.array([1]))},
+        {(0, 1): (np.array([[-0.4, 63.6]], np.float32), np.array([1]))},
         {(0, 2): (1.0, 2.0, 3.0, 4.0)},
         {(1, 1): np.ones((4, 4), bool)},
     )
     assert sorted(prompts) == [(0, 1), (0, 2), (1, 1)]
     assert prompts[(0, 2)].box == (1.0, 2.0, 3.0, 4.0) and not prompts[(0, 2)].empty
     clipped = clip_to_frame(prompts[(0, 1)], (64, 64))
-    assert clipped.points.tolist() == [[0.0, 63.0]]
+    assert np.allclose(clipped.points, [[0.0, 63.0]])  # a click on the border pixel
+    assert np.allclose(clip_to_frame(prompts[(0, 1)], (64, 72)).points, [[0.0, 63.6]])
+    far = FramePrompt(np.array([[10.0, 90.0]], np.float32), np.array([1]))
+    assert clip_to_frame(far, (64, 64)).points.tolist() == [[10.0, 90.0]]
     assert FramePrompt().empty
 
 

@@ -20,6 +20,8 @@ import subprocess
 import numpy as np
 import pytest
 
+from napari_sam2.errors import InputError
+
 
 def _ensure_display() -> str | None:
     """Start a private Xvfb when there is no display; None if one is available."""
@@ -275,6 +277,10 @@ def test_save_close_and_load_session(make_widget, tmp_path, errors):
     np.testing.assert_allclose(np.sort(widget2.boxes.data[0], 0), np.sort(boxes[0], 0))
     assert widget2.controller.objects[1] == "mother cell"
     assert widget2.controller.model is not None  # the session's model was loaded
+    # A click for object 1 on the last frame: object 2 has no prediction there in
+    # the reloaded session, so its saved pixels stay.
+    widget2.add_point(4, 30, 30, positive=False, obj_id=1)
+    np.testing.assert_array_equal(widget2.labels.data[4] == 2, labels[4] == 2)
     # The restored session can be propagated again, and saving goes back to its folder.
     widget2.propagate("forward")
     assert _labelled(widget2.labels.data) == [True] * N_FRAMES
@@ -317,6 +323,8 @@ def test_zstack_dask_and_errors(make_widget, errors, tmp_path):
     widget.wait()
     assert widget.controller.session is not None
     assert widget.controller.stack.data is viewer.layers["lazy"].data
+    with pytest.raises(InputError, match="outside the frame"):
+        widget.add_point(2, 500, 3, obj_id=1)
     widget.add_point(2, 30, 30, obj_id=1)
     widget.propagate()  # both ways from the prompted slice
     assert _labelled(widget.labels.data) == [True] * N_FRAMES

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 import uuid
 from collections.abc import Collection, Iterator, Mapping
@@ -224,11 +225,18 @@ def extends(before: FramePrompt, after: FramePrompt) -> bool:
     )
 
 
-def clip_to_frame(prompt: FramePrompt, hw: tuple[int, int]) -> FramePrompt:
-    """Clamp clicks and the box into the frame (a click on the border can land at -0.4)."""
+def clip_to_frame(prompt: FramePrompt, hw: tuple[int, int], slack: float = 1.0) -> FramePrompt:
+    """Pull prompts that fall just outside the frame back onto it.
+
+    A click on the border pixel can land at -0.4; clicks within ``slack``
+    pixels of the frame are clamped onto it, farther ones are left for the
+    engine to refuse. Boxes dragged past the edge are cut at the edge.
+    """
     h, w = hw
-    pts = np.asarray(prompt.points, np.float32).reshape(-1, 2)
-    pts = np.clip(pts, 0, [h - 1, w - 1]).astype(np.float32)
+    pts = np.asarray(prompt.points, np.float64).reshape(-1, 2)
+    top = np.array([h - 1, w - 1], np.float64)
+    near = np.all((pts >= -slack) & (pts <= top + slack), axis=1)
+    pts = np.where(near[:, None], np.clip(pts, 0, top), pts).astype(np.float32)
     box = prompt.box
     if box is not None:
         r0, c0, r1, c1 = box
@@ -371,7 +379,7 @@ def one_line(exc: BaseException) -> str:
 
 def default_session_folder(image_path: str | None, layer_name: str) -> Path:
     """``<image dir>/<layer>_sam2_session`` when the image came from a file, else the cache."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in layer_name) or "image"
+    safe = re.sub(r"[^\w.-]+", "_", layer_name).strip("_.") or "image"
     if image_path:
         return Path(image_path).expanduser().resolve().parent / f"{safe}_sam2_session"
     from .registry import cache_dir

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from qtpy.QtCore import Signal
+from qtpy.QtCore import QSize, Qt, Signal
 from qtpy.QtWidgets import QScrollArea, QVBoxLayout, QWidget
 
 from ._controller import (
@@ -58,7 +58,6 @@ class Sam2Widget(PromptsMixin, SessionMixin, QWidget):
 
     def __init__(self, napari_viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        from .registry import known_names
 
         self.viewer = napari_viewer
         self.controller = Sam2Controller()
@@ -68,11 +67,13 @@ class Sam2Widget(PromptsMixin, SessionMixin, QWidget):
         self._syncing = False  # True while the widget edits prompt layers itself
         self._history = None  # labels undo block open during a propagation
         self._eta = None
+        self._seen_frames: set[int] = set()
+        self._corrections: list[tuple[int, bool | None]] = []  # not yet re-propagated
         self._saved_reached: dict[int, dict[int, bool]] = {}
         self._closed = False
         self.last_error: str | None = None
 
-        self.model_panel = ModelPanel(known_names())
+        self.model_panel = ModelPanel(*_checkpoint_choices())
         self.data_panel = DataPanel()
         self.prompt_panel = PromptPanel()
         self.objects_panel = ObjectsPanel()
@@ -123,6 +124,7 @@ class Sam2Widget(PromptsMixin, SessionMixin, QWidget):
     ) -> None:
         """Click on (row, col) of ``frame`` for an object (default: the selected label)."""
         self._need_layers()
+        self._check_inside("point", frame, [(row, col)])
         obj = self._object_for(obj_id)
         coords = self._coords(frame, row, col)
         old = {"label": 1, "object": obj}
@@ -141,6 +143,7 @@ class Sam2Widget(PromptsMixin, SessionMixin, QWidget):
         from .prompt_io import BoxRow
 
         self._need_layers()
+        self._check_inside("box", frame, [(row0, col0), (row1, col1)])
         obj = self._object_for(obj_id)
         add_box_rows(self.boxes, [BoxRow(frame, row0, col0, row1, col1, obj)], self.axis)
         self.boxes.feature_defaults = {"object": self._current_object()}
@@ -231,6 +234,7 @@ class Sam2Widget(PromptsMixin, SessionMixin, QWidget):
 
     def cancel(self) -> None:
         """Stop propagation after the frame being computed; frames written stay."""
+        self._corrections.clear()
         self.jobs.cancel(PROPAGATION_KINDS)
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -321,12 +325,22 @@ class Sam2Widget(PromptsMixin, SessionMixin, QWidget):
         col.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
+        # Panels shrink to the dock's width; only vertical scrolling.
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         scroll.setWidget(inner)
         scroll.setFrameShape(QScrollArea.NoFrame)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
-        self.setMinimumWidth(320)
+        # The dock must be as wide as the panels need, plus the vertical scroll
+        # bar, or their right edge would be cut off.
+        bar = scroll.verticalScrollBar().sizeHint().width()
+        self.setMinimumWidth(max(320, inner.minimumSizeHint().width() + bar + 4))
+        self._inner = inner
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt API)
+        hint = self._inner.sizeHint()
+        return QSize(max(self.minimumWidth(), hint.width() + 20), hint.height())
 
     def _connect(self) -> None:
         mp, dp, pp, op = self.model_panel, self.data_panel, self.prompt_panel, self.objects_panel
@@ -412,6 +426,20 @@ class Sam2Widget(PromptsMixin, SessionMixin, QWidget):
         out.insert(self.axis, float(frame))
         return out
 
+    def _check_inside(self, what: str, frame: int, corners) -> None:
+        """Refuse a scripted prompt off the stack before it reaches any layer."""
+        n = self._num_frames()
+        if not isinstance(frame, (int, np.integer)) or not 0 <= frame < n:
+            raise InputError(f"{what}: frame {frame!r} is not in 0..{n - 1}")
+        shape = list(spatial_shape(self.image))
+        del shape[self.axis]
+        h, w = shape
+        for r, c in corners:
+            if not (0 <= r <= h - 1 and 0 <= c <= w - 1):
+                raise InputError(
+                    f"{what}: ({r:g}, {c:g}) lies outside the frame of {h} x {w} (rows x cols)"
+                )
+
     def _maybe_wait(self, wait: bool) -> None:
         if wait:
             self.jobs.wait(None)
@@ -439,6 +467,19 @@ class Sam2Widget(PromptsMixin, SessionMixin, QWidget):
             bool(running and running.kind in PROPAGATION_KINDS)
             or bool(self.jobs.pending("propagate") or self.jobs.pending("repropagate"))
         )
+
+
+def _checkpoint_choices() -> tuple[tuple[str, ...], str, dict[str, str]]:
+    """Registry names, the default one, and a tooltip per name (size, cached or not)."""
+    from .registry import cache_state
+
+    names, tips = [], {}
+    for entry, path, present in cache_state():
+        names.append(entry.name)
+        size = f"{entry.size / 1e6:.0f} MB" if entry.size else "size unknown"
+        where = f"cached at {path}" if present else "downloaded on first use"
+        tips[entry.name] = f"{entry.release}, {size}, {where}"
+    return tuple(names), "sam2.1_hiera_tiny", tips
 
 
 __all__ = ["Sam2Widget"]

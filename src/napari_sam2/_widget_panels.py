@@ -7,7 +7,7 @@ Each panel is a QGroupBox holding its controls as attributes; the widget
 from __future__ import annotations
 
 from qtpy.QtCore import Qt, Signal
-from qtpy.QtGui import QColor
+from qtpy.QtGui import QColor, QIcon, QPainter, QPixmap
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -43,15 +43,37 @@ def _label(text: str, wrap: bool = True) -> QLabel:
     return label
 
 
+def _swatch(colour: QColor, size: int = 12) -> QIcon:
+    """A small square icon of one colour with a dark outline."""
+    pixmap = QPixmap(size, size)
+    pixmap.fill(colour)
+    painter = QPainter(pixmap)
+    painter.setPen(QColor(0, 0, 0, 160))
+    painter.drawRect(0, 0, size - 1, size - 1)
+    painter.end()
+    return QIcon(pixmap)
+
+
 class ModelPanel(QGroupBox):
     """Checkpoint (registry name or local file), device, precision, Load."""
 
     load_clicked = Signal()
 
-    def __init__(self, names: tuple[str, ...], parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        names: tuple[str, ...],
+        default: str | None = None,
+        tips: dict[str, str] | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__("Model", parent)
         self.checkpoint = QComboBox()
         self.checkpoint.addItems([*names, LOCAL_FILE])
+        for i, name in enumerate(names):
+            if tips and name in tips:
+                self.checkpoint.setItemData(i, tips[name], Qt.ToolTipRole)
+        if default in names:
+            self.checkpoint.setCurrentText(default)
         self.checkpoint.setToolTip(
             "Official SAM 2 / 2.1 checkpoints are downloaded once and cached"
         )
@@ -152,18 +174,17 @@ class PromptPanel(QGroupBox):
         self.negative.setToolTip(
             "Toggle with the N key on the points layer; Shift+click is always negative"
         )
-        self.use_mask = QPushButton("Use painted mask as prompt")
+        self.use_mask = QPushButton("Use painted mask")
         self.use_mask.setToolTip(
             "Send the selected label's pixels on the current frame to SAM 2 as a mask prompt"
         )
-        self.clear_frame = QPushButton("Clear frame prompts")
+        self.clear_frame = QPushButton("Clear frame")
         self.clear_frame.setToolTip(
             "Delete the current object's clicks, box and mask on this frame"
         )
         help_text = _label(
-            "Click: add to object \u2022 Shift+click: exclude \u2022 "
-            "draw rectangles on the boxes layer \u2022 the object is the labels layer's "
-            "selected label"
+            "Click adds to the selected object, Shift+click excludes; "
+            "rectangles on the boxes layer are boxes."
         )
         help_text.setStyleSheet("color: gray")
         layout = QVBoxLayout(self)
@@ -192,8 +213,8 @@ class ObjectsPanel(QGroupBox):
         self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.Stretch)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
-        self.table.setMinimumHeight(90)
-        self.table.setMaximumHeight(160)
+        self.table.setMinimumHeight(80)
+        self.table.setMaximumHeight(120)
         self.add = QPushButton("Add object")
         self.remove = QPushButton("Remove object")
         self.remove.setToolTip("Deletes the object's prompts and masks on every frame (undoable)")
@@ -222,6 +243,8 @@ class ObjectsPanel(QGroupBox):
             rgba = colours.get(obj, (0.5, 0.5, 0.5, 1.0))
             colour = QColor.fromRgbF(*(float(c) for c in rgba[:3]))
             ident.setBackground(colour)
+            # The background hides under the selection highlight; the swatch does not.
+            ident.setIcon(_swatch(colour))
             # Dark text on light colours, light on dark, so ids stay readable.
             bright = 0.299 * colour.redF() + 0.587 * colour.greenF() + 0.114 * colour.blueF()
             ident.setForeground(QColor("black") if bright > 0.55 else QColor("white"))
@@ -335,6 +358,13 @@ class SessionPanel(QGroupBox):
         layout.addLayout(row)
         layout.addWidget(self.autosave)
         layout.addWidget(self.folder)
+
+    def show_folder(self, folder) -> None:
+        """Name the session folder; the full path is in the tooltip."""
+        from pathlib import Path
+
+        self.folder.setText(f"Session: {Path(folder).name}")
+        self.folder.setToolTip(str(folder))
 
     def ask_folder(self, title: str) -> str:
         return QFileDialog.getExistingDirectory(self, title)

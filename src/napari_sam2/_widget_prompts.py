@@ -295,8 +295,12 @@ class PromptsMixin:
             if reached and (others or (new is not None and not new.empty)):
                 corrections.append((frame, reverse))
             ctrl.mark_applied(key, new)
-        # A running automatic re-propagation is outdated now: stop it, redo it below.
-        self.jobs.cancel(("repropagate",))
+        auto = bool(corrections) and self.propagate_panel.auto.isChecked()
+        if auto:
+            # A running re-propagation is outdated now: stop it and redo all the
+            # corrections not yet propagated in one run, after the previews.
+            self.jobs.cancel(("repropagate",))
+            self._corrections += corrections
         for frame, items in sorted(by_frame.items()):
             self.jobs.submit(
                 Job(
@@ -309,15 +313,15 @@ class PromptsMixin:
                     ),
                 )
             )
-        if corrections and self.propagate_panel.auto.isChecked():
-            self._repropagate(corrections)
+        if auto:
+            self._repropagate(self._corrections)
 
     def _preview_done(self, outcome) -> None:
         result, gone = outcome
         for obj in gone:
             self.controller.reached.pop(obj, None)
         if result is not None:
-            self._write(result, set(result.obj_ids) | set(gone))
+            self._write(result, _predicted_ids(result) | set(gone))
 
     def _preview_failed(self, exc, keys) -> None:
         for key in keys:  # the session may hold part of it: retry on the next edit
@@ -405,7 +409,7 @@ class PromptsMixin:
             return
         with self.labels.block_history():  # one undo step for the whole removal
             for result in results:
-                self._write(result, set(result.obj_ids) | {obj})
+                self._write(result, _predicted_ids(result) | {obj})
             where = np.nonzero(np.asarray(self.labels.data) == obj)
             if where[0].size:
                 self.labels.data_setitem(where, 0)
@@ -442,7 +446,8 @@ class PromptsMixin:
             self._submit_propagation("repropagate", merged)
 
     def _submit_propagation(self, kind: str, passes) -> Job:
-        total = sum(p.written() for p in passes)
+        # "both" meets its start frame twice: count frames, not steps.
+        total = len({f for p in passes for f in p.frames() if p.first <= f <= p.last})
         job = Job(
             kind,
             self.controller.propagate,
@@ -455,12 +460,12 @@ class PromptsMixin:
         return self.jobs.submit(job)
 
     def _propagation_started(self, total: int) -> None:
-
         if self.labels is not None:
             # All frames of one propagation are one undo step.
             self._history = self.labels.block_history()
             self._history.__enter__()
         self._eta = Eta(total)
+        self._seen_frames = set()
         bar = self.propagate_panel.progress
         bar.setRange(0, max(1, total))
         bar.setValue(0)
@@ -469,22 +474,39 @@ class PromptsMixin:
 
     def _frame_arrived(self, item) -> None:
         result, reverse = item
-        self._write(result, set(result.obj_ids))
+        self._write(result, _predicted_ids(result))
         self.controller.record_reached(result, reverse)
-        if self._eta is not None:
+        if self._eta is not None and result.frame not in self._seen_frames:
+            self._seen_frames.add(result.frame)
             self._eta.step()
             self.propagate_panel.progress.setValue(self._eta.done)
             self.propagate_panel.status.setText(f"Frame {result.frame}: " + self._eta.text())
 
     def _propagation_finished(self, job: Job) -> None:
+        if not job.started:
+            return  # dropped from the queue before it ran
+        if job.kind == "repropagate" and not job.cancelled:
+            self._corrections.clear()  # done (or failed: do not retry forever)
         self._close_history()
-        self.propagate_panel.cancel.setEnabled(bool(self.jobs.pending("propagate")))
         done = self._eta.done if self._eta else 0
         what = "Cancelled" if job.cancelled else ("Failed" if job.error else "Done")
-        if job.started:
-            self.propagate_panel.status.setText(f"{what}: {done} frames written")
-        if job.started and done and self.session_panel.autosave.isChecked():
+        self.propagate_panel.status.setText(f"{what}: {done} frames written")
+        if done and self.session_panel.autosave.isChecked():
             try:
                 self._autosave()
             except (Sam2Error, OSError) as exc:
                 self._error(exc)
+
+
+def _predicted_ids(result) -> set[int]:
+    """Objects that have a prediction on the result's frame.
+
+    The engine reports an object it has nothing for on a frame (no prompt there
+    and not propagated there, e.g. after a session was reloaded) with the
+    score NO_OBJECT_LOGIT. Such an object's pixels on that frame (saved or
+    painted) must stay: only objects with a prediction own their pixels.
+    """
+    from .modeling.sam2 import NO_OBJECT_LOGIT
+
+    scores = np.asarray(result.object_scores, dtype=np.float64)
+    return {o for o, s in zip(result.obj_ids, scores, strict=True) if s != NO_OBJECT_LOGIT}

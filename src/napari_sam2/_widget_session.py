@@ -82,7 +82,7 @@ class SessionMixin:
 
         def done(path) -> None:
             self.controller.session_folder = Path(path)
-            self.session_panel.folder.setText(f"Session: {path}")
+            self.session_panel.show_folder(path)
 
         self.jobs.submit(Job("save", work, on_done=done, on_error=self._error))
         self._maybe_wait(wait)
@@ -161,7 +161,7 @@ class SessionMixin:
             for o, pairs in (meta.get("reached") or {}).items()
         }
         self._restyle()
-        self.session_panel.folder.setText(f"Session: {folder}")
+        self.session_panel.show_folder(folder)
         source = (meta.get("model") or {}).get("source")
         if source and (ctrl.model is None or ctrl.model_source != source):
             self._reload_for_session(meta, prompts)
