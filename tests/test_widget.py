@@ -153,6 +153,17 @@ def test_sample_opens_and_prompt_layers_appear(make_widget):
     # bfloat16 is offered on CUDA only.
     bf16 = widget.model_panel.precision.model().item(1)
     assert not bf16.isEnabled() and "CUDA" in bf16.toolTip()
+    # Closing the dock shuts the widget down; a new widget adopts the same layers.
+    layers = (widget.points, widget.boxes, widget.labels)
+    viewer.window.remove_dock_widget(widget)
+    assert widget._closed
+    from napari_sam2._widget import Sam2Widget
+
+    again = Sam2Widget(viewer)
+    viewer.window.add_dock_widget(again)
+    assert (again.points, again.boxes, again.labels) == layers
+    assert len(viewer.layers) == 4
+    again.shutdown()
 
 
 def test_clicks_preview_two_objects_on_their_frame(make_widget):

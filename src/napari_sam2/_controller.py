@@ -366,6 +366,14 @@ def format_seconds(seconds: float) -> str:
     return f"{s // 3600} h {(s % 3600) // 60:02d} min"
 
 
+def empty_result(session, frame: int):
+    """A FrameResult with no objects (every object left the session)."""
+    from .video import FrameResult
+
+    h, w = session.frame_shape
+    return FrameResult(frame, (), np.zeros((0, h, w), np.float32), np.zeros(0, np.float32))
+
+
 def one_line(exc: BaseException) -> str:
     """A user-facing one-line message: Sam2Error messages as is, others with their type."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -491,11 +499,16 @@ class Sam2Controller:
         self.reached.clear()
 
     def close_session(self) -> None:
-        if self.session is not None:
-            self.session.close()
-        self.session = None
+        session = self.detach_session()
+        if session is not None:
+            session.close()
+
+    def detach_session(self):
+        """Forget the session without closing it (a worker may still use it); returns it."""
+        session, self.session = self.session, None
         self.applied.clear()
         self.reached.clear()
+        return session
 
     def compute_context(self):
         """bfloat16 autocast on CUDA when asked for; the engine runs float32 otherwise."""
@@ -521,22 +534,21 @@ class Sam2Controller:
         with self.compute_context():
             for obj, prompt, before, has_others in items:
                 if prompt is None or prompt.empty:
-                    res, left = self._drop_prompt(frame, obj, has_others)
+                    res, left = self._drop_prompt(session, frame, obj, has_others)
                     result = res if res is not None else result
                     gone |= left
                     continue
                 prompt = clip_to_frame(prompt, session.frame_shape)
-                result = self._replay(frame, obj, prompt, before)
+                result = self._replay(session, frame, obj, prompt, before)
         return result, gone
 
-    def _replay(self, frame: int, obj: int, prompt: FramePrompt, before: FramePrompt | None):
+    def _replay(self, session, frame: int, obj: int, prompt: FramePrompt, before):
         """Prompt the session like :func:`prompt_io.apply_prompts` replays a saved session.
 
         New clicks that extend the ones the session has are added one by one
         (each refines the mask); any other edit replays the frame: the mask
         alone, or the box then every click in order.
         """
-        session = self.session
         if prompt.mask is not None:
             return session.add_mask(frame, obj, prompt.mask)
         known = 0 if before is None or not extends(before, prompt) else len(before.labels)
@@ -549,28 +561,22 @@ class Sam2Controller:
             result = session.add_points(frame, obj, point, label, clear=clear)
         return result
 
-    def _drop_prompt(self, frame: int, obj: int, has_others: bool):
-        session = self.session
+    def _drop_prompt(self, session, frame: int, obj: int, has_others: bool):
         if obj not in session.obj_ids:
             return None, set()
         if has_others:
             return session.clear_frame(frame, obj), set()
         results = session.remove_object(obj)
         mine = [r for r in results if r.frame == frame]
-        return (mine[0] if mine else self.empty_result(frame)), {obj}
-
-    def empty_result(self, frame: int):
-        from .video import FrameResult
-
-        h, w = self._need_session().frame_shape
-        return FrameResult(frame, (), np.zeros((0, h, w), np.float32), np.zeros(0, np.float32))
+        return (mine[0] if mine else empty_result(session, frame)), {obj}
 
     def remove_object(self, obj: int) -> list:
         """Forget an object in the session (worker thread); results of its prompt frames."""
-        if self.session is None or obj not in self.session.obj_ids:
+        session = self.session
+        if session is None or obj not in session.obj_ids:
             return []
         with self.compute_context():
-            return self.session.remove_object(obj)
+            return session.remove_object(obj)
 
     def propagate(self, passes: list[PropagationPass]) -> Iterator:
         """Yield (FrameResult, reverse) for the passes' frames inside their ranges (worker thread)."""

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from qtpy.QtCore import QSize, Qt, Signal
+from qtpy.QtCore import QEvent, QSize, Qt, Signal
 from qtpy.QtWidgets import QScrollArea, QVBoxLayout, QWidget
 
 from ._controller import (
@@ -71,6 +71,7 @@ class Sam2Widget(PromptsMixin, SessionMixin, QWidget):
         self._corrections: list[tuple[int, bool | None]] = []  # not yet re-propagated
         self._saved_reached: dict[int, dict[int, bool]] = {}
         self._closed = False
+        self._docked = False
         self.last_error: str | None = None
 
         self.model_panel = ModelPanel(*_checkpoint_choices())
@@ -81,10 +82,6 @@ class Sam2Widget(PromptsMixin, SessionMixin, QWidget):
         self.session_panel = SessionPanel()
         self._build_layout()
         self._connect()
-        # When napari deletes the dock widget with its window, release the session
-        # (spill folder, frame reader): the closure holds the controller, not self.
-        controller = self.controller
-        self.destroyed.connect(lambda *_: controller.close_session())
         self._refresh_images()
         self._device_changed(self.model_panel.device.currentText())
 
@@ -286,23 +283,37 @@ class Sam2Widget(PromptsMixin, SessionMixin, QWidget):
         pos = self.labels.world_to_data(self.viewer.dims.point)
         return int(np.clip(round(float(pos[self.axis])), 0, self._num_frames() - 1))
 
-    def shutdown(self) -> None:
+    def shutdown(self, wait: bool = True) -> None:
         """Stop work, stop listening to the viewer and release the session.
 
-        Called when the widget closes; the widget does nothing afterwards.
+        Called when the widget closes or leaves its dock; it does nothing
+        afterwards. A job already running finishes first (a worker cannot be
+        interrupted mid-frame); the session is closed after it.
         """
         if self._closed:
             return
         self._closed = True
         layers = self.viewer.layers.events
-        layers.inserted.disconnect(self._refresh_images)
-        layers.removed.disconnect(self._layer_removed)
-        layers.renamed.disconnect(self._refresh_images)
-        self.jobs.cancel()
-        self.jobs.wait(None, timeout=30)
+        for emitter, handler in (
+            (layers.inserted, self._refresh_images),
+            (layers.removed, self._layer_removed),
+            (layers.renamed, self._refresh_images),
+        ):
+            emitter.disconnect(handler)
         self._close_history()
         self._detach()
-        self.controller.close_session()
+        self._close_session_when_idle()
+        if wait:
+            self.jobs.wait(None, timeout=60)
+
+    def event(self, event) -> bool:
+        """Shut down when napari takes the widget out of its dock (the dock's x button)."""
+        if event.type() == QEvent.ParentChange:
+            if self.parent() is not None:
+                self._docked = True
+            elif self._docked:
+                self.shutdown(wait=False)
+        return super().event(event)
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
         self.shutdown()
@@ -347,6 +358,8 @@ class Sam2Widget(PromptsMixin, SessionMixin, QWidget):
         mp.load_clicked.connect(self._load_clicked)
         mp.device.currentTextChanged.connect(self._device_changed)
         dp.image.currentTextChanged.connect(self._image_chosen)
+        # Choosing the same image again re-creates prompt layers that were deleted.
+        dp.image.activated.connect(lambda i: self._image_chosen(dp.image.itemText(i)))
         dp.axis.currentIndexChanged.connect(self._axis_chosen)
         dp.kind.currentTextChanged.connect(self._kind_chosen)
         pp.use_mask.clicked.connect(lambda: self._guard(self.use_painted_mask, wait=False))
@@ -412,6 +425,9 @@ class Sam2Widget(PromptsMixin, SessionMixin, QWidget):
     def _model_loaded(self, model, source: str, device: str, precision: str) -> None:
         if precision == "bfloat16" and model.device.type != "cuda":
             precision = "float32"  # the engine has no reduced precision off CUDA
+        # Queued prompt work belongs to the old session; all prompts are applied
+        # to the new one when it opens.
+        self.jobs.cancel(("preview", "remove", *PROPAGATION_KINDS))
         self.controller.set_model(model, source, device, precision)
         name = model.cfg.name
         self.model_panel.status.setText(

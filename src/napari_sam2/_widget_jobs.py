@@ -64,10 +64,6 @@ class JobQueue(QObject):
         super().__init__(parent)
         self._pending: deque[Job] = deque()
         self.current: Job | None = None
-        # Workers may outlive the widget (napari closed mid-propagation): once Qt
-        # has deleted this object, their signals are ignored.
-        alive = self._alive = [True]
-        self.destroyed.connect(lambda *_: alive.__setitem__(0, False))
 
     @property
     def busy(self) -> bool:
@@ -124,6 +120,18 @@ class JobQueue(QObject):
 
     # -- internals -----------------------------------------------------------
 
+    def _alive(self) -> bool:
+        """False once Qt has deleted this object.
+
+        Workers may outlive the widget (napari closed mid-propagation); their
+        late signals are then ignored.
+        """
+        try:
+            self.objectName()
+        except RuntimeError:
+            return False
+        return True
+
     def _next(self) -> None:
         if self.current is not None or not self._pending:
             return
@@ -151,18 +159,18 @@ class JobQueue(QObject):
         worker.start()
 
     def _yielded(self, job: Job, value) -> None:
-        if job.on_yield and self._alive[0]:
+        if job.on_yield and self._alive():
             job.on_yield(value)
 
     def _returned(self, job: Job, value) -> None:
         job.result = value
-        if job.on_done and self._alive[0]:
+        if job.on_done and self._alive():
             job.on_done(value)
 
     def _errored(self, job: Job, exc: BaseException) -> None:
         cause = exc.__cause__ if isinstance(exc, WorkerError) and exc.__cause__ else exc
         job.error = cause
-        if job.on_error and self._alive[0]:
+        if job.on_error and self._alive():
             job.on_error(cause)
 
     def _finished(self, job: Job) -> None:
@@ -170,7 +178,12 @@ class JobQueue(QObject):
         job.worker = None
         if self.current is job:
             self.current = None
-        if not self._alive[0]:
+        if not self._alive():
+            # The widget is gone: run no more work, but still release sessions.
+            for j in [job, *self._pending]:
+                if j.kind == "close" and j.on_finish:
+                    j.on_finish()
+            self._pending.clear()
             return
         try:
             if job.on_finish:

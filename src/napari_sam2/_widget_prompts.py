@@ -59,7 +59,7 @@ class PromptsMixin:
         if layer is self.image:
             self._detach()
             self.image = None
-            self.controller.close_session()
+            self._close_session_when_idle()
         elif layer in (self.points, self.boxes, self.labels):
             self.jobs.cancel()
             self._close_history()
@@ -71,12 +71,11 @@ class PromptsMixin:
         if not name or name not in self.viewer.layers:
             return
         layer = self.viewer.layers[name]
-        if layer is self.image:
+        if layer is self.image and self.points is not None:
             return
-        self.jobs.cancel()
         self._close_history()
         self._detach()
-        self.controller.close_session()
+        self._close_session_when_idle()
         self.image = layer
         ndim = len(spatial_shape(layer))
         names = list(getattr(layer, "axis_labels", None) or range(ndim))
@@ -90,6 +89,21 @@ class PromptsMixin:
         self._attach()
         self._open_session()
 
+    def _close_session_when_idle(self) -> None:
+        """Drop queued work and the session; close it once the running job is done.
+
+        A worker cannot be stopped mid-frame, and closing the session under it
+        would make it fail.
+        """
+        self.jobs.cancel()
+        session = self.controller.detach_session()
+        if session is None:
+            return
+        if self.jobs.current is None:
+            session.close()
+        else:
+            self.jobs.submit(Job("close", _nothing, on_finish=session.close))
+
     def _guess_kind(self, layer, axis_names) -> None:
         hint = str(layer.metadata.get("napari_sam2_stack_axis", "")).lower()
         is_z = hint == "z" or str(axis_names[0]).lower() == "z"
@@ -101,10 +115,9 @@ class PromptsMixin:
     def _axis_chosen(self, index: int) -> None:
         if index < 0 or index == self.axis or self.image is None:
             return
-        self.jobs.cancel()
+        self._close_session_when_idle()
         self.axis = index
         self.propagate_panel.set_frames(self._num_frames())
-        self.controller.close_session()
         self._open_session()
 
     def _kind_chosen(self, text: str) -> None:
@@ -165,8 +178,12 @@ class PromptsMixin:
             layer.mouse_drag_callbacks.remove(func)
 
     def _need_layers(self) -> None:
-        if self.image is None or self.labels is None or self.points is None:
+        if self.image is None:
             raise InputError("image: pick a 3D image layer in the SAM 2 widget first")
+        if self.labels is None or self.points is None or self.boxes is None:
+            raise InputError(
+                "layers: a SAM2 prompt or labels layer was deleted; pick the image again"
+            )
 
     def _num_frames(self) -> int:
         return int(spatial_shape(self.image)[self.axis])
@@ -510,3 +527,7 @@ def _predicted_ids(result) -> set[int]:
 
     scores = np.asarray(result.object_scores, dtype=np.float64)
     return {o for o, s in zip(result.obj_ids, scores, strict=True) if s != NO_OBJECT_LOGIT}
+
+
+def _nothing() -> None:
+    """A job that only waits its turn in the queue."""
