@@ -204,3 +204,16 @@ def test_sample_data_is_small_noisy_16bit():
     [(stack, meta, _)] = sample_zstack(n_slices=4, shape=(32, 32))
     assert stack.shape == (4, 32, 32) and meta["scale"][0] > 1
     assert meta["metadata"]["napari_sam2_stack_axis"] == "z"
+
+
+def test_multiscale_and_rgb_layers_give_full_resolution_frames():
+    from napari.layers import Image
+
+    from napari_sam2._widget_layers import image_frames, spatial_shape
+
+    stack = np.zeros((3, 32, 32), np.uint16)
+    pyramid = Image([stack, stack[:, ::2, ::2]], multiscale=True)
+    data, rgb = image_frames(pyramid)
+    assert data is pyramid.data[0] and not rgb and spatial_shape(pyramid) == (3, 32, 32)
+    colour = Image(np.zeros((3, 16, 16, 3), np.uint8), rgb=True)
+    assert image_frames(colour)[1] and spatial_shape(colour) == (3, 16, 16)

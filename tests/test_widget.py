@@ -251,6 +251,8 @@ def test_cancel_stops_within_one_frame(make_widget, qtbot):
     widget.propagate("forward", wait=False)
     qtbot.waitUntil(lambda: widget._eta is not None and widget._eta.done >= 2, timeout=TIMEOUT_MS)
     at_cancel = widget._eta.done
+    assert widget.propagate_panel.cancel.isEnabled()
+    assert "left" in widget.propagate_panel.status.text()  # the ETA
     widget.cancel()
     qtbot.waitUntil(lambda: not widget.jobs.busy, timeout=TIMEOUT_MS)
     assert widget._eta.done <= at_cancel + 1
@@ -344,3 +346,24 @@ def test_zstack_dask_and_errors(make_widget, errors, tmp_path):
     bad.write_text("not a checkpoint")
     widget.load_model(bad, device="cpu")
     assert errors and errors[-1].startswith("checkpoint:") and "\n" not in errors[-1]
+
+
+def test_download_progress_is_shown(make_widget, checkpoint, monkeypatch, qtbot):
+    """A registry name is resolved (downloaded) in the worker, with progress in the panel."""
+    import napari_sam2.registry as registry
+
+    viewer, widget = make_widget(load=False)
+    seen = []
+
+    def fake_resolve(name, progress=None, **kwargs):
+        assert name == "sam2.1_hiera_tiny"
+        for done in (0, 50, 100):
+            progress(done * 2**20, 100 * 2**20)
+        return checkpoint
+
+    monkeypatch.setattr(registry, "resolve_checkpoint", fake_resolve)
+    widget._download.connect(lambda done, total: seen.append(widget.model_panel.status.text()))
+    widget.load_model("sam2.1_hiera_tiny", device="cpu", image_size=256)
+    assert seen and seen[-1] == "Downloading: 100 of 100 MiB"
+    assert widget.model_panel.status.text().startswith("sam2.1_hiera_tiny on cpu")
+    assert not widget.model_panel.progress.isVisible()

@@ -237,6 +237,7 @@ class PromptsMixin:
             return
         negative = (
             "Shift" in event.modifiers
+            or "Control" in event.modifiers
             or getattr(event, "button", 1) == 2
             or self.prompt_panel.negative.isChecked()
         )
