@@ -266,10 +266,12 @@ def test_save_close_and_load_session(make_widget, tmp_path, errors):
     viewer, widget = make_widget()
     _two_objects(widget)
     widget.add_box(1, 10, 10, 40, 40, obj_id=2)
+    widget.labels.data[0, 50:60, 50:60] = 3  # painted, then sent as a mask prompt
+    widget.use_painted_mask(frame=0, obj_id=3)
     widget.rename_object(1, "mother cell")
     widget.propagate("both")
     folder = widget.save_session(tmp_path / "run1")
-    for name in ("points.csv", "boxes.csv", "labels.tif", "session.json"):
+    for name in ("points.csv", "boxes.csv", "mask_prompts.tif", "labels.tif", "session.json"):
         assert (folder / name).is_file()
     labels = np.array(widget.labels.data)
     points = np.array(widget.points.data)
@@ -289,6 +291,7 @@ def test_save_close_and_load_session(make_widget, tmp_path, errors):
     assert len(widget2.boxes.data) == 1
     np.testing.assert_allclose(np.sort(widget2.boxes.data[0], 0), np.sort(boxes[0], 0))
     assert widget2.controller.objects[1] == "mother cell"
+    assert sorted(widget2.controller.masks) == [(0, 3)]
     assert widget2.controller.model is not None  # the session's model was loaded
     # A click for object 1 on the last frame: object 2 has no prediction there in
     # the reloaded session, so its saved pixels stay.

@@ -70,6 +70,7 @@ class Sam2Widget(PromptsMixin, SessionMixin, QWidget):
         self._seen_frames: set[int] = set()
         self._corrections: list[tuple[int, bool | None]] = []  # not yet re-propagated
         self._saved_reached: dict[int, dict[int, bool]] = {}
+        self._restoring = False  # a loaded session waits for its VideoSession
         self._closed = False
         self._docked = False
         self.last_error: str | None = None
@@ -268,9 +269,13 @@ class Sam2Widget(PromptsMixin, SessionMixin, QWidget):
                 raise
             prompts = Prompts()
         image = self._session_image(meta)
-        if tuple(spatial_shape(image)) != tuple(labels.shape):
+        shape = list(spatial_shape(image))
+        axis = int(meta.get("stack_axis", 0))
+        expected = (shape.pop(axis), *shape) if 0 <= axis < len(shape) else None
+        if expected != tuple(labels.shape):
             raise InputError(
-                f"session: labels {labels.shape} do not match image {spatial_shape(image)}"
+                f"session: labels.tif is {labels.shape} (frames first) but the image "
+                f"{image.name!r} is {tuple(spatial_shape(image))} with stack axis {axis}"
             )
         self.jobs.cancel()
         self.jobs.wait(None)

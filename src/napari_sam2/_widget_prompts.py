@@ -75,11 +75,12 @@ class PromptsMixin:
             return
         self._close_history()
         self._detach()
+        self.points = self.boxes = self.labels = None
         self._close_session_when_idle()
         self.image = layer
         ndim = len(spatial_shape(layer))
-        names = list(getattr(layer, "axis_labels", None) or range(ndim))
-        self.data_panel.set_axes([f"{i}: {n}" for i, n in enumerate(names)], 0)
+        names = [str(n) for n in (getattr(layer, "axis_labels", None) or range(ndim))]
+        self.data_panel.set_axes(_axis_titles(names), 0)
         self.axis = 0
         self._guess_kind(layer, names)
         if ndim != 3:
@@ -164,6 +165,7 @@ class PromptsMixin:
         if self.points is not None:
             self.points.events.features.disconnect(self._prompts_changed)
             self._drop_callback(self.points, self._points_pressed)
+            self.points.bind_key("n", None)
         if self.boxes is not None:
             self._drop_callback(self.boxes, self._boxes_pressed)
         if self.labels is not None:
@@ -188,10 +190,12 @@ class PromptsMixin:
     def _num_frames(self) -> int:
         return int(spatial_shape(self.image)[self.axis])
 
-    def _open_session(self, saved=None) -> None:
-        """Open a VideoSession on the image (worker); then apply the layers' prompts.
+    def _open_session(self) -> None:
+        """Open a VideoSession on the image (worker), then give it the layers' prompts.
 
-        ``saved``: a prompt_io.Prompts to replay without writing (a loaded session).
+        Normally every prompt is previewed (written to the labels). Right after a
+        session was loaded (``self._restoring``) the prompts are replayed without
+        writing, so the loaded labels stay exactly as saved.
         """
         if self.controller.model is None or self.image is None or self.labels is None:
             return
@@ -201,33 +205,38 @@ class PromptsMixin:
         except Sam2Error as exc:
             self._error(exc)
             return
+        quiet = self._restoring
+        # Snapshot now: what the session replays is what the layers hold now.
+        prompts = self._prompt_rows() if quiet else None
+        current = self._current_prompts() if quiet else None
 
         def work():
             session = self.controller.open_session(stack)
-            if saved is not None and not saved.is_empty:
+            if prompts is not None and not prompts.is_empty:
                 from .prompt_io import apply_prompts
 
                 with self.controller.compute_context():
-                    apply_prompts(session, saved)
+                    apply_prompts(session, prompts)
             return session
 
         job = Job(
             "session",
             work,
-            on_done=lambda session: self._session_opened(session, stack, saved is not None),
+            on_done=lambda session: self._session_opened(session, stack, current),
             on_error=self._error,
         )
         self.jobs.submit(job)
 
-    def _session_opened(self, session, stack, restored: bool) -> None:
+    def _session_opened(self, session, stack, replayed) -> None:
         self.controller.set_session(session, stack)
-        if restored:
-            # The session replayed the saved prompts; the layers hold the same ones.
-            for key, prompt in self._current_prompts().items():
-                self.controller.mark_applied(key, prompt)
-            self.controller.reached = self._saved_reached
-        else:
+        if replayed is None:
             self._sync_prompts()
+            return
+        self._restoring = False
+        for key, prompt in replayed.items():
+            self.controller.mark_applied(key, prompt)
+        self.controller.reached = self._saved_reached
+        self._sync_prompts()  # prompts edited while the session opened
 
     # ===================================================================== prompts
 
@@ -532,3 +541,10 @@ def _predicted_ids(result) -> set[int]:
 
 def _nothing() -> None:
     """A job that only waits its turn in the queue."""
+
+
+def _axis_titles(names: list[str]) -> list[str]:
+    """ "0: t" for named axes; "axis 0" when napari only has its default names (-3, -2...)."""
+    if all(n.lstrip("-").isdigit() for n in names):
+        return [f"axis {i}" for i in range(len(names))]
+    return [f"{i}: {n}" for i, n in enumerate(names)]

@@ -51,7 +51,8 @@ class SessionMixin:
         from .prompt_io import write_label_tiff, write_prompts
 
         prompts = self._prompt_rows()
-        labels = np.array(self.labels.data, dtype=np.int32, copy=True)
+        # On disk the stack axis comes first: (T, H, W), like the CLI's label files.
+        labels = np.moveaxis(np.array(self.labels.data, dtype=np.int32, copy=True), self.axis, 0)
         meta = self.controller.session_meta(
             image={
                 "layer": self.image.name,
@@ -147,7 +148,7 @@ class SessionMixin:
             add_point_rows(self.points, list(prompts.points), self.axis)
             add_box_rows(self.boxes, list(prompts.boxes), self.axis)
             ctrl.masks = _masks_from_volume(prompts.masks)
-            self.labels.data = labels.astype(np.int32)
+            self.labels.data = np.ascontiguousarray(np.moveaxis(labels, 0, self.axis), np.int32)
             ctrl.objects = {int(o["id"]): str(o["name"]) for o in meta.get("objects", [])}
             ctrl.session_id = str(meta.get("session_id") or ctrl.session_id)
             ctrl.session_folder = folder
@@ -162,13 +163,16 @@ class SessionMixin:
         }
         self._restyle()
         self.session_panel.show_folder(folder)
+        # The next session opened replays the prompts without writing labels, even
+        # if the session's model cannot be loaded and the user loads another.
+        self._restoring = True
         source = (meta.get("model") or {}).get("source")
         if source and (ctrl.model is None or ctrl.model_source != source):
-            self._reload_for_session(meta, prompts)
+            self._reload_for_session(meta)
         else:
-            self._open_session(saved=prompts)
+            self._open_session()
 
-    def _reload_for_session(self, meta: dict, prompts) -> None:
+    def _reload_for_session(self, meta: dict) -> None:
         """Load the session's model (then open the session with its prompts)."""
         model = meta.get("model") or {}
         source = model["source"]
@@ -179,7 +183,7 @@ class SessionMixin:
         def loaded(m) -> None:
             self.controller.set_model(m, source, device, precision)
             self.model_panel.status.setText(f"{m.cfg.name} on {m.device.type}, {precision}")
-            self._open_session(saved=prompts)
+            self._open_session()
 
         self.jobs.submit(
             Job(
