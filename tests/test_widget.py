@@ -331,6 +331,7 @@ def test_zstack_dask_and_errors(make_widget, errors, tmp_path):
 
     viewer, widget = make_widget(sample="zstack")
     assert widget.data_panel.kind.currentText() == "z-stack"
+    widget.controller.session_folder = tmp_path / "zstack_session"  # as if saved
     assert widget.propagate_panel.direction.currentText() == "both"
     # The same stack as a lazy dask array: frames are read one at a time.
     image = viewer.layers["cells (z-stack)"]
@@ -339,6 +340,7 @@ def test_zstack_dask_and_errors(make_widget, errors, tmp_path):
     widget.wait()
     assert widget.controller.session is not None
     assert widget.controller.stack.data is viewer.layers["lazy"].data
+    assert widget.controller.session_folder is None  # a new image is a new session
     with pytest.raises(InputError, match="outside the frame"):
         widget.add_point(2, 500, 3, obj_id=1)
     widget.add_point(2, 30, 30, obj_id=1)

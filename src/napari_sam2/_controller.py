@@ -503,6 +503,12 @@ class Sam2Controller:
         if session is not None:
             session.close()
 
+    def new_identity(self) -> None:
+        """A fresh session id and no folder: saving starts a new session folder."""
+        self.session_id = uuid.uuid4().hex
+        self.session_folder = None
+        self.last_range = None
+
     def detach_session(self):
         """Forget the session without closing it (a worker may still use it); returns it."""
         session, self.session = self.session, None

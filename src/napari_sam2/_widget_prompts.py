@@ -77,6 +77,11 @@ class PromptsMixin:
         self._detach()
         self.points = self.boxes = self.labels = None
         self._close_session_when_idle()
+        if layer is not self.image:
+            # Another image is another session: never autosave into the old one's folder.
+            self.controller.new_identity()
+            self._corrections.clear()
+            self.session_panel.folder.setText("Not saved yet")
         self.image = layer
         ndim = len(spatial_shape(layer))
         names = [str(n) for n in (getattr(layer, "axis_labels", None) or range(ndim))]
