@@ -232,7 +232,7 @@ def test_propagate_both_ways_then_correct_and_undo(make_widget, qtbot):
     np.testing.assert_array_equal(widget.labels.data, after)
 
 
-def test_painted_labels_of_other_ids_survive(make_widget):
+def test_painted_labels_of_other_ids_survive(make_widget, tmp_path):
     viewer, widget = make_widget()
     painted = np.zeros((N_FRAMES, *SHAPE), bool)
     painted[:, 10:20, 30:50] = True
@@ -243,6 +243,14 @@ def test_painted_labels_of_other_ids_survive(make_widget):
     labels = widget.labels.data
     assert np.all(labels[painted] == 9)
     assert _labelled(np.where(labels == 9, 0, labels)) == [True] * N_FRAMES
+    # The plugin's writer saves the labels layer as a TIFF.
+    import napari
+    import tifffile
+
+    (written,) = napari.save_layers(
+        str(tmp_path / "cells.tif"), [widget.labels], plugin="napari-sam2"
+    )
+    np.testing.assert_array_equal(tifffile.imread(written), labels)
 
 
 def test_cancel_stops_within_one_frame(make_widget, qtbot):
