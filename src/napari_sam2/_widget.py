@@ -45,13 +45,14 @@ from ._widget_panels import (
     SessionPanel,
 )
 from ._widget_prompts import PromptsMixin
+from ._widget_propagate import PropagationMixin
 from ._widget_session import SessionMixin
 from .errors import InputError, Sam2Error
 
 PROPAGATION_KINDS = ("propagate", "repropagate")
 
 
-class Sam2Widget(PromptsMixin, SessionMixin, QWidget):
+class Sam2Widget(PromptsMixin, PropagationMixin, SessionMixin, QWidget):
     """Dock widget: model, image, prompts, objects, propagation and sessions."""
 
     _download = Signal(int, int)  # bytes done, total (-1: unknown); emitted from a worker

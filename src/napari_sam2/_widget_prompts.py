@@ -1,4 +1,4 @@
-"""Image, prompt layers, prompt syncing, objects, label writes and propagation.
+"""Image, prompt layers, prompt syncing and objects (a mixin of the SAM 2 widget).
 
 Part of :class:`napari_sam2._widget.Sam2Widget` (a mixin, split out to keep
 files short): everything here runs on the UI thread and hands compute to the
@@ -10,13 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from ._controller import (
-    Eta,
     StackView,
     changed_keys,
     collect_prompts,
-    correction_plan,
-    frame_index,
-    label_write,
 )
 from ._widget_jobs import Job
 from ._widget_layers import (
@@ -31,11 +27,12 @@ from ._widget_layers import (
     style_boxes,
     style_points,
 )
+from ._widget_propagate import predicted_ids
 from .errors import InputError, Sam2Error
 
 
 class PromptsMixin:
-    """Layers, prompts, objects and propagation of the SAM 2 widget."""
+    """Layers, prompts and objects of the SAM 2 widget."""
 
     # ===================================================================== image and layers
 
@@ -353,7 +350,7 @@ class PromptsMixin:
         for obj in gone:
             self.controller.reached.pop(obj, None)
         if result is not None:
-            self._write(result, _predicted_ids(result) | set(gone))
+            self._write(result, predicted_ids(result) | set(gone))
 
     def _preview_failed(self, exc, keys) -> None:
         for key in keys:  # the session may hold part of it: retry on the next edit
@@ -441,107 +438,10 @@ class PromptsMixin:
             return
         with self.labels.block_history():  # one undo step for the whole removal
             for result in results:
-                self._write(result, _predicted_ids(result) | {obj})
+                self._write(result, predicted_ids(result) | {obj})
             where = np.nonzero(np.asarray(self.labels.data) == obj)
             if where[0].size:
                 self.labels.data_setitem(where, 0)
-
-    # ===================================================================== labels
-
-    def _write(self, result, tracked) -> None:
-        """Write one frame's prediction without touching labels the user painted."""
-        if self.labels is None:
-            return
-        index = frame_index(self.axis, result.frame)
-        current = np.asarray(self.labels.data[index])
-        change = label_write(current, result.label_image(), tracked, self.axis, result.frame)
-        if change is not None:
-            self.labels.data_setitem(*change)
-
-    def _close_history(self) -> None:
-        if self._history is not None:
-            history, self._history = self._history, None
-            history.__exit__(None, None, None)
-
-    # ===================================================================== propagation
-
-    def _repropagate(self, corrections) -> None:
-        lo, hi = self.controller.last_range or (0, self._num_frames() - 1)
-        passes = []
-        for frame, reverse in corrections:
-            passes += correction_plan(frame, reverse, lo, hi)
-        fwd = [p for p in passes if not p.reverse]
-        bwd = [p for p in passes if p.reverse]
-        merged = [min(fwd, key=lambda p: p.start)] if fwd else []
-        merged += [max(bwd, key=lambda p: p.start)] if bwd else []
-        if merged:
-            self._submit_propagation("repropagate", merged)
-
-    def _submit_propagation(self, kind: str, passes) -> Job:
-        # "both" meets its start frame twice: count frames, not steps.
-        total = len({f for p in passes for f in p.frames() if p.first <= f <= p.last})
-        job = Job(
-            kind,
-            self.controller.propagate,
-            (passes,),
-            on_start=lambda: self._propagation_started(total),
-            on_yield=self._frame_arrived,
-            on_error=self._error,
-            on_finish=lambda: self._propagation_finished(job),
-        )
-        return self.jobs.submit(job)
-
-    def _propagation_started(self, total: int) -> None:
-        if self.labels is not None:
-            # All frames of one propagation are one undo step.
-            self._history = self.labels.block_history()
-            self._history.__enter__()
-        self._eta = Eta(total)
-        self._seen_frames = set()
-        bar = self.propagate_panel.progress
-        bar.setRange(0, max(1, total))
-        bar.setValue(0)
-        self.propagate_panel.cancel.setEnabled(True)
-        self.propagate_panel.status.setText(self._eta.text())
-
-    def _frame_arrived(self, item) -> None:
-        result, reverse = item
-        self._write(result, _predicted_ids(result))
-        self.controller.record_reached(result, reverse)
-        if self._eta is not None and result.frame not in self._seen_frames:
-            self._seen_frames.add(result.frame)
-            self._eta.step()
-            self.propagate_panel.progress.setValue(self._eta.done)
-            self.propagate_panel.status.setText(f"Frame {result.frame}: " + self._eta.text())
-
-    def _propagation_finished(self, job: Job) -> None:
-        if not job.started:
-            return  # dropped from the queue before it ran
-        if job.kind == "repropagate" and not job.cancelled:
-            self._corrections.clear()  # done (or failed: do not retry forever)
-        self._close_history()
-        done = self._eta.done if self._eta else 0
-        what = "Cancelled" if job.cancelled else ("Failed" if job.error else "Done")
-        self.propagate_panel.status.setText(f"{what}: {done} frames written")
-        if done and self.session_panel.autosave.isChecked():
-            try:
-                self._autosave()
-            except (Sam2Error, OSError) as exc:
-                self._error(exc)
-
-
-def _predicted_ids(result) -> set[int]:
-    """Objects that have a prediction on the result's frame.
-
-    The engine reports an object it has nothing for on a frame (no prompt there
-    and not propagated there, e.g. after a session was reloaded) with the
-    score NO_OBJECT_LOGIT. Such an object's pixels on that frame (saved or
-    painted) must stay: only objects with a prediction own their pixels.
-    """
-    from .modeling.sam2 import NO_OBJECT_LOGIT
-
-    scores = np.asarray(result.object_scores, dtype=np.float64)
-    return {o for o, s in zip(result.obj_ids, scores, strict=True) if s != NO_OBJECT_LOGIT}
 
 
 def _nothing() -> None:
