@@ -164,6 +164,7 @@ class Sam2Widget(PromptsMixin, PropagationMixin, SessionMixin, QWidget):
         self.labels.selected_label = int(obj_id)
 
     def rename_object(self, obj_id: int, name: str) -> None:
+        """Give an object a name (kept in the session; ids stay the label values)."""
         self.controller.add_object(int(obj_id), name=name)
         self._refresh_objects()
 
@@ -258,17 +259,20 @@ class Sam2Widget(PromptsMixin, PropagationMixin, SessionMixin, QWidget):
 
     def load_session(self, folder: str | os.PathLike, wait: bool = True) -> None:
         """Restore a saved session: image, objects, prompt layers, labels and model."""
-        from .prompt_io import Prompts, read_label_tiff, read_prompts
+        from .prompt_io import (
+            BOXES_FILE,
+            MASKS_FILE,
+            POINTS_FILE,
+            Prompts,
+            read_label_tiff,
+            read_prompts,
+        )
 
         folder = Path(folder).expanduser()
         meta = read_session_json(folder)
         labels = read_label_tiff(folder / LABELS_FILE)
-        try:
-            prompts = read_prompts(folder)
-        except InputError as exc:
-            if "holds none of" not in str(exc):
-                raise
-            prompts = Prompts()
+        has_prompts = any((folder / f).exists() for f in (POINTS_FILE, BOXES_FILE, MASKS_FILE))
+        prompts = read_prompts(folder) if has_prompts else Prompts()
         image = self._session_image(meta)
         shape = list(spatial_shape(image))
         axis = int(meta.get("stack_axis", 0))
