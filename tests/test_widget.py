@@ -12,7 +12,6 @@ skipped.
 
 from __future__ import annotations
 
-import atexit
 import os
 import shutil
 import subprocess
@@ -45,12 +44,10 @@ def _ensure_display() -> str | None:
         proc.kill()
         return "Xvfb did not start"
     # Killing it at exit would pull the display from under Qt (a fatal X error,
-    # exit status 1), so a detached timer stops it once this process is gone.
-    atexit.register(
-        lambda: subprocess.Popen(
-            ["sh", "-c", f"sleep 20; kill {proc.pid} 2>/dev/null"], start_new_session=True
-        )
-    )
+    # exit status 1); a detached watcher stops it once this process is gone,
+    # however it ends (a crash or a timeout included).
+    watch = f"while kill -0 {os.getpid()} 2>/dev/null; do sleep 2; done; kill {proc.pid}"
+    subprocess.Popen(["sh", "-c", watch], start_new_session=True)
     os.environ["DISPLAY"] = f":{number}"
     return None
 
