@@ -42,6 +42,7 @@ def run_one(engine: str, n_frames: int, image_size: int, variant: str) -> dict:
                     pass
         else:
             from _common import reference_and_ours
+
             from video_oracle import RefSession
 
             ref, _ = reference_and_ours(variant, image_size, Path(tmp))
@@ -72,7 +73,9 @@ def main(argv=None) -> int:
     p.add_argument("--_child", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args._child:
-        print(json.dumps(run_one(args._child[0], int(args._child[1]), args.image_size, args.variant)))
+        print(
+            json.dumps(run_one(args._child[0], int(args._child[1]), args.image_size, args.variant))
+        )
         return 0
     if args.quick:
         args.lengths, args.image_size = [20, 80], 128
@@ -84,8 +87,11 @@ def main(argv=None) -> int:
             cmd += ["--image-size", str(args.image_size), "--variant", args.variant]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True)
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-            print(f"{engine:12s} {n:5d} frames: peak RSS {rows[-1]['peak_rss_mb']:8.0f} MiB "
-                  f"({rows[-1]['seconds']:.0f} s)", flush=True)
+            print(
+                f"{engine:12s} {n:5d} frames: peak RSS {rows[-1]['peak_rss_mb']:8.0f} MiB "
+                f"({rows[-1]['seconds']:.0f} s)",
+                flush=True,
+            )
 
     print(f"\nPeak RSS growth, {args.variant} at {args.image_size} px, 1 object")
     print(f"{'engine':12s} " + " ".join(f"{n:>8d}" for n in args.lengths) + "   ratio last/first")
@@ -98,8 +104,16 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(HERE))
     from _common import machine, write_json
 
-    write_json(args.json, {"rows": rows, "ratio_last_first": summary, "image_size": args.image_size,
-                           "variant": args.variant, "machine": machine()})
+    write_json(
+        args.json,
+        {
+            "rows": rows,
+            "ratio_last_first": summary,
+            "image_size": args.image_size,
+            "variant": args.variant,
+            "machine": machine(),
+        },
+    )
     return 0
 
 

@@ -112,7 +112,9 @@ def main(argv=None) -> int:
     p.add_argument("--variants", nargs="+", default=["sam2.1_hiera_tiny"], help="names or 'all'")
     p.add_argument("--objects", type=int, nargs="+", default=[1])
     p.add_argument("--image-size", type=int, default=1024)
-    p.add_argument("--frames", type=int, default=12, help="frames to propagate (>= 8 for steady state)")
+    p.add_argument(
+        "--frames", type=int, default=12, help="frames to propagate (>= 8 for steady state)"
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--quick", action="store_true", help="tiny, 256 px, 9 frames, 1 object")
@@ -120,7 +122,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     quiet_warnings()
     if args.quick:
-        args.variants, args.objects, args.image_size, args.frames = ["sam2.1_hiera_tiny"], [1], 256, 9
+        args.variants, args.objects, args.image_size, args.frames = (
+            ["sam2.1_hiera_tiny"],
+            [1],
+            256,
+            9,
+        )
     if args.variants == ["all"]:
         args.variants = ALL
     rows = []

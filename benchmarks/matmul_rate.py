@@ -1,6 +1,6 @@
 """Measure this machine's matrix-product rate (GFLOP/s), the basis of the speed floors.
 
-    python benchmarks/matmul_rate.py
+python benchmarks/matmul_rate.py
 """
 
 from __future__ import annotations
@@ -25,7 +25,10 @@ def rate(n: int, dtype: torch.dtype, repeats: int = 5) -> float:
 def main() -> None:
     print(f"threads: {torch.get_num_threads()}")
     for dtype in (torch.float32, torch.bfloat16):
-        print(f"{str(dtype):15s} " + "  ".join(f"n={n}: {rate(n, dtype):6.0f}" for n in (1024, 2048, 4096)))
+        print(
+            f"{str(dtype):15s} "
+            + "  ".join(f"n={n}: {rate(n, dtype):6.0f}" for n in (1024, 2048, 4096))
+        )
 
 
 if __name__ == "__main__":
