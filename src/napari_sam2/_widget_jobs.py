@@ -38,6 +38,9 @@ class Job:
     on_finish: Callable[[], None] | None = None
     on_start: Callable[[], None] | None = None
     meta: dict = field(default_factory=dict)
+    # on_finish releases resources (touches no widget): run it even after the
+    # widget was deleted.
+    cleanup: bool = False
     # Filled in by the queue.
     worker: Any = None
     started: bool = False
@@ -181,7 +184,7 @@ class JobQueue(QObject):
         if not self._alive():
             # The widget is gone: run no more work, but still release sessions.
             for j in [job, *self._pending]:
-                if j.kind == "close" and j.on_finish:
+                if j.cleanup and j.on_finish:
                     j.on_finish()
             self._pending.clear()
             return

@@ -105,7 +105,7 @@ class PromptsMixin:
         if self.jobs.current is None:
             session.close()
         else:
-            self.jobs.submit(Job("close", _nothing, on_finish=session.close))
+            self.jobs.submit(Job("close", _nothing, on_finish=session.close, cleanup=True))
 
     def _guess_kind(self, layer, axis_names) -> None:
         hint = str(layer.metadata.get("napari_sam2_stack_axis", "")).lower()
@@ -212,8 +212,11 @@ class PromptsMixin:
         prompts = self._prompt_rows() if quiet else None
         current = self._current_prompts() if quiet else None
 
+        made = []
+
         def work():
             session = self.controller.open_session(stack)
+            made.append(session)
             if prompts is not None and not prompts.is_empty:
                 from .prompt_io import apply_prompts
 
@@ -221,11 +224,19 @@ class PromptsMixin:
                     apply_prompts(session, prompts)
             return session
 
+        def release() -> None:
+            # A cancelled (or failed) job's session is never installed: close it.
+            for session in made:
+                if session is not self.controller.session:
+                    session.close()
+
         job = Job(
             "session",
             work,
             on_done=lambda session: self._session_opened(session, stack, current),
             on_error=self._error,
+            on_finish=release,
+            cleanup=True,
         )
         self.jobs.submit(job)
 
