@@ -91,8 +91,9 @@ class ImagePredictor:
         enc = model.sam_prompt_encoder
         sparse, dense = enc(xy, labels_t, mask_t)
         feats = self._feats
+        high_res = (feats.fpn[0], feats.fpn[1])
         out = model.sam_mask_decoder(
-            feats.fpn[2], enc.dense_pe(), sparse, dense, (feats.fpn[0], feats.fpn[1]), multimask
+            feats.fpn[2], high_res, enc.dense_pe(), sparse, dense, multimask=multimask
         )
         masks = F.interpolate(out.masks, (h, w), mode="bilinear", align_corners=False) > 0
         low = out.masks.clamp(-32.0, 32.0)

@@ -37,6 +37,8 @@ class MaskDecoder(nn.Module):
         stability_thresh: float = 0.98,
     ) -> None:
         super().__init__()
+        self.stability_delta = stability_delta
+        self.stability_thresh = stability_thresh
         self.transformer = TwoWayTransformer(depth=2, dim=dim, num_heads=8, mlp_dim=2048)
         self.iou_token = nn.Embedding(1, dim)
         self.mask_tokens = nn.Embedding(self.num_mask_tokens, dim)
@@ -56,17 +58,9 @@ class MaskDecoder(nn.Module):
         )
         self.iou_prediction_head = MLP(dim, 256, self.num_mask_tokens, 3, sigmoid_output=True)
         self.pred_obj_score_head = MLP(dim, dim, 1, 3)
-        self.stability_delta = stability_delta
-        self.stability_thresh = stability_thresh
 
     def forward(
-        self,
-        image: torch.Tensor,
-        image_pe: torch.Tensor,
-        sparse: torch.Tensor,
-        dense: torch.Tensor,
-        high_res: tuple[torch.Tensor, torch.Tensor],
-        multimask: bool,
+        self, image, high_res, image_pe, sparse, dense, *, multimask: bool
     ) -> DecoderOutput:
         """Decode masks.
 
@@ -74,7 +68,7 @@ class MaskDecoder(nn.Module):
         sparse (B, N, C); high_res: the projected stride-4 and stride-8 maps
         (B or 1, C/8, 4h, 4w) and (B or 1, C/4, 2h, 2w).
         """
-        masks, ious, tokens, obj = self._predict(image, image_pe, sparse, dense, high_res)
+        masks, ious, tokens, obj = self._predict(image, high_res, image_pe, sparse, dense)
         if multimask:
             return DecoderOutput(masks[:, 1:], ious[:, 1:], tokens[:, 1:], obj)
         # The pointer token stays the single-mask token even when the stability
@@ -82,7 +76,7 @@ class MaskDecoder(nn.Module):
         masks, ious = self._stable_single(masks, ious)
         return DecoderOutput(masks, ious, tokens[:, :1], obj)
 
-    def _predict(self, image, image_pe, sparse, dense, high_res):
+    def _predict(self, image, high_res, image_pe, sparse, dense):
         b = sparse.shape[0]
         out_tokens = torch.cat(
             [self.obj_score_token.weight, self.iou_token.weight, self.mask_tokens.weight]

@@ -130,9 +130,8 @@ class Sam2Model(nn.Module):
                     mask_prompt.float(), (size, size), mode="bilinear", antialias=True
                 )
         sparse, dense = self.sam_prompt_encoder(xy, labels, mask_prompt)
-        dec = self.sam_mask_decoder(
-            pix_feat, self.sam_prompt_encoder.dense_pe(), sparse, dense, high_res, multimask
-        )
+        pe = self.sam_prompt_encoder.dense_pe()
+        dec = self.sam_mask_decoder(pix_feat, high_res, pe, sparse, dense, multimask=multimask)
         present = dec.object_logits > 0
         masks = torch.where(present[:, :, None, None], dec.masks, NO_OBJECT_LOGIT).float()
 
