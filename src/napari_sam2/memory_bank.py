@@ -62,7 +62,11 @@ class SpillStore:
         return FrameOutput(d["low_res"], d["obj_ptr"], d["object_logit"], d.get("memory"))
 
     def discard(self, obj_id: int, frame: int | None = None) -> None:
-        keys = [k for k in self._keys if k[0] == obj_id and (frame is None or k[1] == frame)]
+        """Forget one spilled output, or all of an object's (``frame=None``)."""
+        if frame is not None:
+            keys = [(obj_id, frame)] if (obj_id, frame) in self._keys else []
+        else:  # rare (an object removed): a scan is fine
+            keys = [k for k in self._keys if k[0] == obj_id]
         for k in keys:
             self._keys.discard(k)
             (self.dir / f"{k[0]}_{k[1]}.pt").unlink(missing_ok=True)
