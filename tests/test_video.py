@@ -191,3 +191,14 @@ def test_default_starts_earliest_forward_latest_backward(model):
     assert [r.frame for r in s.propagate(reverse=True)] == [4, 3, 2, 1, 0]
     labels = s.segment("both")  # forward from frame 1, then back from frame 1
     assert labels.shape[0] == 6
+
+
+def test_unclosed_session_leaves_no_spill_folder(model):
+    import gc
+
+    s = VideoSession(model, _stack(t=3))
+    folder = s._bank._spill.dir
+    assert folder.exists()
+    del s
+    gc.collect()
+    assert not folder.exists()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,8 @@ class SpillStore:
     def __init__(self, root: Path | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="napari-sam2-", dir=root))
         self._keys: set[tuple[int, int]] = set()
+        # A session that is never closed still leaves no folder behind.
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self.dir, ignore_errors=True)
 
     def put(self, obj_id: int, frame: int, out: FrameOutput) -> None:
         cpu = {k: v.detach().cpu() for k, v in out.to_dict().items()}
@@ -73,7 +76,7 @@ class SpillStore:
 
     def close(self) -> None:
         self._keys.clear()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self._cleanup()
 
 
 @dataclass
