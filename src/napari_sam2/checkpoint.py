@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from .config import VARIANTS, Sam2Config, get_config
+from .config import VARIANTS, get_config
 from .errors import CheckpointError, InputError
 from .modeling.sam2 import Sam2Model
 
@@ -158,9 +157,7 @@ def load_model(
         sd = normalize_state_dict(checkpoint)
     else:
         sd = read_checkpoint(_resolve_path(checkpoint))
-    cfg: Sam2Config = replace(get_config(infer_variant(sd)), image_size=image_size)
-    get_config(cfg.name, image_size)  # validates image_size
-    model = Sam2Model(cfg)
+    model = Sam2Model(get_config(infer_variant(sd), image_size))
     check_state_dict(model, sd)
     model.load_state_dict(sd, strict=True)
     return model.to(resolve_device(device)).eval()

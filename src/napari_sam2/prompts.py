@@ -36,10 +36,6 @@ class PointPrompt:
             np.concatenate([self.points, other.points]), np.concatenate([self.labels, other.labels])
         )
 
-    @property
-    def has_box(self) -> bool:
-        return len(self) >= 2 and tuple(self.labels[:2]) == BOX_LABELS
-
 
 def check_points(points, labels, hw: tuple[int, int]) -> PointPrompt:
     """Validate clicks: (N, 2) (row, col) inside the frame, labels 0 or 1."""

@@ -229,8 +229,7 @@ class VideoSession:
         if direction not in ("forward", "backward", "both"):
             raise InputError(f"direction: must be forward, backward or both, got {direction!r}")
         labels = np.zeros((self.num_frames, *self.frame_shape), np.int32)
-        passes = [self.propagate(start_frame, reverse=direction == "backward")]
-        for result in passes[0]:
+        for result in self.propagate(start_frame, reverse=direction == "backward"):
             labels[result.frame] = result.label_image()
             if start_frame is None:
                 start_frame = result.frame  # the first frame yielded is the start

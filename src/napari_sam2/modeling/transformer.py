@@ -59,12 +59,17 @@ class RoPEAttention(Attention):
         self._tables: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _rope_tables(
-        self, n_tokens: int, head_dim: int, device
+        self, n_tokens: int, head_dim: int, device, reps: int = 1
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos/sin for a square grid of ``n_tokens``, tiled ``reps`` times (memory frames)."""
         side = int(round(n_tokens**0.5))
-        key = (side, head_dim, str(device))
+        key = (side, head_dim, str(device), reps)
         if key not in self._tables:
-            self._tables[key] = rope_angles(head_dim, side, self.rope_theta, device)
+            if reps == 1:
+                self._tables[key] = rope_angles(head_dim, side, self.rope_theta, device)
+            else:
+                cos, sin = self._rope_tables(n_tokens, head_dim, device)
+                self._tables[key] = (cos.repeat(reps, 1), sin.repeat(reps, 1))
         return self._tables[key]
 
     def forward(
@@ -73,11 +78,12 @@ class RoPEAttention(Attention):
         q = self._heads(self.q_proj(q))
         k = self._heads(self.k_proj(k))
         v = self._heads(self.v_proj(v))
-        cos, sin = self._rope_tables(q.shape[-2], q.shape[-1], q.device)
-        q = apply_rope(q, cos, sin)
+        n_q, head_dim = q.shape[-2:]
+        q = apply_rope(q, *self._rope_tables(n_q, head_dim, q.device))
         n_rope = k.shape[-2] - num_k_exclude_rope
         if n_rope > 0:
-            k = torch.cat([apply_rope(k[:, :, :n_rope], cos, sin), k[:, :, n_rope:]], dim=2)
+            tables = self._rope_tables(n_q, head_dim, q.device, n_rope // n_q)
+            k = torch.cat([apply_rope(k[:, :, :n_rope], *tables), k[:, :, n_rope:]], dim=2)
         return self._attend(q, k, v)
 
 
