@@ -2,7 +2,9 @@
 
 Both engines get the same random-init weights, frames and clicks. Per frame we
 split warm-up (memory bank still filling: the first num_maskmem frames after
-the prompt) from steady state (bank full). Ratios are napari-sam2 / reference.
+the prompt) from steady state (bank full). The two engines are stepped one frame
+each in turn; the steady ratio is the median of the per-frame ratios
+napari-sam2 / reference.
 
     python benchmarks/bench_speed.py                      # tiny, 1024 px, 1 object
     python benchmarks/bench_speed.py --variants all --objects 1 3 10
@@ -39,30 +41,42 @@ ALL = [
 ]
 
 
-def time_propagation(session, n_objects: int, size: int, n_frames: int) -> list[float]:
-    """Seconds per propagated frame (frame 0, the prompted one, excluded)."""
+def prompt(session, n_objects: int, size: int) -> None:
     for i, pt in enumerate(click_points(n_objects, size)):
         session.add_points(0, i + 1, [pt], [1])
-    times, t0 = [], time.perf_counter()
-    for k, _ in enumerate(session.propagate()):
-        now = time.perf_counter()
-        if k > 0:
-            times.append(now - t0)
-        t0 = now
-        if k + 1 >= n_frames:
-            break
+
+
+def time_propagation(sessions: dict, n_objects: int, size: int, n_frames: int) -> dict:
+    """Seconds per propagated frame for each engine, stepping the engines in turn.
+
+    Alternating one frame of each engine exposes both to the same background load,
+    so their ratio holds even when the machine's speed drifts during the run.
+    Frame 0 (the prompted one) is excluded.
+    """
+    for session in sessions.values():
+        prompt(session, n_objects, size)
+    runs = {name: iter(session.propagate()) for name, session in sessions.items()}
+    times: dict[str, list[float]] = {name: [] for name in sessions}
+    for k in range(n_frames):
+        for name, run in runs.items():
+            t0 = time.perf_counter()
+            next(run)
+            if k > 0:
+                times[name].append(time.perf_counter() - t0)
     return times
 
 
-def time_click(session, size: int, repeats: int = 5) -> float:
-    """Median seconds for a click on frame 0, whose features are cached."""
-    session.add_points(0, 1, [click_points(1, size)[0]], [1])
-    out = []
+def time_clicks(sessions: dict, size: int, repeats: int = 7) -> dict:
+    """Median seconds of a click on frame 0 (features cached), engines in turn."""
+    for session in sessions.values():
+        session.add_points(0, 1, [click_points(1, size)[0]], [1])
+    out: dict[str, list[float]] = {name: [] for name in sessions}
     for r in range(repeats):
-        t0 = time.perf_counter()
-        session.add_points(0, 1, [(size * 0.5, size * (0.4 + 0.02 * r))], [1])
-        out.append(time.perf_counter() - t0)
-    return float(np.median(out))
+        for name, session in sessions.items():
+            t0 = time.perf_counter()
+            session.add_points(0, 1, [(size * 0.5, size * (0.4 + 0.02 * r))], [1])
+            out[name].append(time.perf_counter() - t0)
+    return {name: float(np.median(v)) for name, v in out.items()}
 
 
 def split(times: list[float], warm: int) -> tuple[float, float]:
@@ -77,24 +91,27 @@ def bench_variant(variant, args, tmp) -> list[dict]:
 
     torch.manual_seed(0)
     ref_model, ours_model = reference_and_ours(variant, args.image_size, tmp, args.device)
-    if args.dtype == "bfloat16":
-        ours_model = ours_model.to(torch.bfloat16) if hasattr(ours_model, "to") else ours_model
     frames = LazyFrames(args.frames, args.image_size)
     dense = np.asarray(frames)
     warm = ours_model.cfg.num_maskmem
+
+    def sessions():
+        return {
+            "ours": VideoSession(ours_model, frames, fill_hole_area=0, dtype=args.dtype),
+            "ref": RefSession(ref_model, dense),
+        }
+
     rows = []
     for n_obj in args.objects:
         result = {"variant": variant, "objects": n_obj, "image_size": args.image_size}
-        engines = {
-            "ours": lambda: VideoSession(ours_model, frames, fill_hole_area=0),
-            "ref": lambda: RefSession(ref_model, dense),
-        }
-        for name, make in engines.items():
-            with torch.inference_mode():
-                times = time_propagation(make(), n_obj, args.image_size, args.frames)
-            result[f"{name}_warmup_s"], result[f"{name}_steady_s"] = split(times, warm)
-            result[f"{name}_click_s"] = time_click(make(), args.image_size)
-        result["steady_ratio"] = result["ours_steady_s"] / result["ref_steady_s"]
+        with torch.inference_mode():
+            times = time_propagation(sessions(), n_obj, args.image_size, args.frames)
+            clicks = time_clicks(sessions(), args.image_size)
+        for name in ("ours", "ref"):
+            result[f"{name}_warmup_s"], result[f"{name}_steady_s"] = split(times[name], warm)
+            result[f"{name}_click_s"] = clicks[name]
+        pairs = [a / b for a, b in zip(times["ours"][warm:], times["ref"][warm:])]
+        result["steady_ratio"] = float(np.median(pairs)) if pairs else float("nan")
         result["click_ratio"] = result["ours_click_s"] / result["ref_click_s"]
         rows.append(result)
         print(

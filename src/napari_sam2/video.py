@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from .memory_bank import FrameOutput, MemoryBank, ObjectTrack
 from .modeling.image_encoder import ImageFeatures
 from .modeling.sam2 import NO_OBJECT_LOGIT, MemoryContext, Sam2Model
 from .postprocess import fill_small_holes
+from .precision import autocast, resolve_dtype
 from .prompts import PointPrompt, box_to_points, check_points, points_to_model
 
 
@@ -84,6 +84,8 @@ class VideoSession:
     feature_dir: optional folder for an on-disk cache of image features
         (about 17 MB per frame at 1024 px), keyed on the model and the data, so
         re-propagation and later sessions skip the image encoder.
+    dtype: "float32" (exact), "bfloat16" (autocast; CUDA, or a CPU with bf16
+        matrix instructions), or None: bfloat16 on CUDA, float32 elsewhere.
     """
 
     def __init__(
@@ -98,10 +100,12 @@ class VideoSession:
         spill: bool = True,
         spill_dir: str | Path | None = None,
         feature_dir: str | Path | None = None,
+        dtype: str | None = None,
     ) -> None:
         if fill_hole_area < 0:
             raise InputError(f"fill_hole_area: must be >= 0, got {fill_hole_area}")
         self.model = model
+        self.dtype = resolve_dtype(dtype, model.device)
         self.cfg = model.cfg
         self.source = FrameSource(frames, self.cfg.image_size, channel_axis, contrast_limits)
         self.num_frames = self.source.num_frames
@@ -464,9 +468,7 @@ class VideoSession:
         )
 
     def _autocast(self):
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return nullcontext()
+        return autocast(self.device, self.dtype)
 
 
 def _check_obj_id(obj_id) -> int:

@@ -36,6 +36,18 @@ class MLP(nn.Module):
         return torch.sigmoid(x) if self.sigmoid_output else x
 
 
+def by_row_chunks(fn, x: torch.Tensor, rows: int) -> torch.Tensor:
+    """Apply a row-wise ``fn`` to (..., N, C) in chunks of ``rows`` tokens along N.
+
+    For token-wise layers (MLPs, norms) this is the same function; it keeps a
+    wide hidden activation small enough to stay in the CPU cache.
+    """
+    n = x.shape[-2]
+    if n <= rows:
+        return fn(x)
+    return torch.cat([fn(x[..., i : i + rows, :]) for i in range(0, n, rows)], dim=-2)
+
+
 class LayerNorm2d(nn.Module):
     """Layer norm over the channel axis of a (B, C, H, W) map."""
 

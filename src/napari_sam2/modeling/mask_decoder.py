@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .common import MLP, LayerNorm2d
@@ -25,6 +26,28 @@ class DecoderOutput:
     ious: torch.Tensor
     tokens: torch.Tensor
     object_logits: torch.Tensor
+
+
+STRIP_PIXELS = 2048  # stride-8 pixels per strip of the stride-4 level (about 1 MB)
+
+
+def _as_linear(conv: nn.ConvTranspose2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight (4*O, C) and bias (4*O,) of a kernel-2, stride-2 transposed convolution
+    seen as a linear layer whose outputs are ordered (dy, dx, O)."""
+    weight = conv.weight.permute(2, 3, 1, 0).reshape(4 * conv.out_channels, -1)
+    return weight, conv.bias.repeat(4)
+
+
+def upsample2x2(x: torch.Tensor, conv: nn.ConvTranspose2d) -> torch.Tensor:
+    """A kernel-2, stride-2 ``ConvTranspose2d`` on a channels-last map.
+
+    (B, h, w, C) -> (B, 2h, 2w, O). Each input pixel maps to its own 2x2 output
+    block, so the convolution is a (C -> 4*O) linear layer plus a pixel shuffle.
+    """
+    b, h, w, _ = x.shape
+    o = conv.out_channels
+    y = F.linear(x, *_as_linear(conv)).view(b, h, w, 2, 2, o)
+    return y.transpose(2, 3).reshape(b, 2 * h, 2 * w, o)
 
 
 class MaskDecoder(nn.Module):
@@ -90,24 +113,45 @@ class MaskDecoder(nn.Module):
         obj_token, iou_token = hs[:, 0], hs[:, 1]
         mask_tokens = hs[:, 2 : 2 + self.num_mask_tokens]
 
-        up = self._upscale(src.transpose(1, 2).reshape(b, c, h, w), high_res)
         hyper = torch.stack(
             [mlp(mask_tokens[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
         )
-        bu, cu, hu, wu = up.shape
-        masks = (hyper @ up.reshape(bu, cu, hu * wu)).reshape(bu, -1, hu, wu)
         return (
-            masks,
+            self._masks(src.reshape(b, h, w, c), high_res, hyper),
             self.iou_prediction_head(iou_token),
             mask_tokens,
             self.pred_obj_score_head(obj_token),
         )
 
-    def _upscale(self, src: torch.Tensor, high_res) -> torch.Tensor:
+    def _masks(self, src: torch.Tensor, high_res, hyper: torch.Tensor) -> torch.Tensor:
+        """Upscale the image tokens and project them on the mask tokens' hypernetworks.
+
+        src (B, h, w, C) channels-last; hyper (B, M, C/8) -> masks (B, M, 4h, 4w).
+        Each 2x2 stride-2 transposed convolution is a linear layer plus a pixel
+        shuffle. The stride-4 level (the largest) is made and consumed by strips
+        of rows, and in the linear layer's own (row, col, dy, dx) order, so that
+        it never goes through memory whole: only the M-channel masks are shuffled.
+        """
         dc1, ln1, act1, dc2, act2 = self.output_upscaling
         feat_s0, feat_s1 = high_res
-        x = act1(ln1(dc1(src) + feat_s1))
-        return act2(dc2(x) + feat_s0)
+        x = upsample2x2(src, dc1) + feat_s1.permute(0, 2, 3, 1)
+        x = act1(F.layer_norm(x, (x.shape[-1],), ln1.weight, ln1.bias, ln1.eps))
+
+        b, h2, w2, _ = x.shape
+        o, m = dc2.out_channels, hyper.shape[1]
+        weight, bias = _as_linear(dc2)
+        feat = feat_s0.permute(0, 2, 3, 1)  # (1 or B, 2*h2, 2*w2, o)
+        masks = x.new_empty(b, m, 2 * h2, 2 * w2)
+        rows = max(1, STRIP_PIXELS // w2)
+        for r in range(0, h2, rows):
+            n = min(rows, h2 - r)
+            y = F.linear(x[:, r : r + n], weight, bias).view(b, n, w2, 2, 2, o)
+            f = feat[:, 2 * r : 2 * (r + n)].reshape(-1, n, 2, w2, 2, o).transpose(2, 3)
+            y = act2(y + f)
+            strip = hyper @ y.reshape(b, -1, o).transpose(1, 2)  # (B, M, n*w2*4)
+            strip = strip.view(b, m, n, w2, 2, 2).transpose(3, 4)
+            masks[:, :, 2 * r : 2 * (r + n)] = strip.reshape(b, m, 2 * n, 2 * w2)
+        return masks
 
     def _stable_single(self, masks: torch.Tensor, ious: torch.Tensor):
         """Keep the single-mask output where it is stable, else the best multimask one.

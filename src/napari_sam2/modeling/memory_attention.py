@@ -6,7 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .common import by_row_chunks
 from .transformer import RoPEAttention
+
+MLP_ROWS = 512  # tokens per MLP chunk: a (512, 2048) hidden activation is 4 MB
 
 
 class MemoryAttentionLayer(nn.Module):
@@ -28,7 +31,10 @@ class MemoryAttentionLayer(nn.Module):
         # Keys carry position (spatial + temporal); queries do not.
         y = self.norm2(x)
         x = x + self.cross_attn_image(y, memory + memory_pos, memory, num_ptr_tokens)
-        return x + self.linear2(F.relu(self.linear1(self.norm3(x))))
+        return x + by_row_chunks(self._mlp, x, MLP_ROWS)
+
+    def _mlp(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear2(F.relu(self.linear1(self.norm3(x))))
 
 
 class MemoryAttention(nn.Module):

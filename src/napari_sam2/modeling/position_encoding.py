@@ -93,29 +93,28 @@ class RandomFourierEncoding(nn.Module):
         return self.encode(xy.float() / image_size)
 
 
-def rope_angles(dim: int, side: int, theta: float = 10000.0, device=None):
-    """cos/sin tables of axial 2D rotary encoding for a (side, side) token grid.
+def rope_rotations(dim: int, side: int, theta: float = 10000.0, device=None) -> torch.Tensor:
+    """Unit complex rotations of axial 2D rotary encoding for a (side, side) token grid.
 
-    Returns two (side*side, dim/2) tensors. Tokens are raster-ordered; the first
-    half of the rotation pairs turns with the column, the second with the row.
+    Returns a (side*side, dim/2) complex64 tensor. Tokens are raster-ordered; the
+    first half of the rotation pairs turns with the column, the second with the row.
     """
     freqs = 1.0 / (theta ** (torch.arange(0, dim, 4, device=device)[: dim // 4].float() / dim))
     t = torch.arange(side * side, dtype=torch.float32, device=device)
     cols, rows = t % side, torch.div(t, side, rounding_mode="floor")
     angles = torch.cat((torch.outer(cols, freqs), torch.outer(rows, freqs)), dim=-1)
-    return angles.cos(), angles.sin()
+    return torch.polar(torch.ones_like(angles), angles)
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate consecutive channel pairs of x (..., N, dim) by the angles of (N', dim/2).
+def apply_rope(x: torch.Tensor, rotations: torch.Tensor, out: torch.Tensor | None = None):
+    """Rotate consecutive channel pairs of x (..., N, dim) by ``rotations`` (N, dim/2).
 
-    When N is a multiple of N' (several memory frames), the table repeats along N.
+    Each pair (a, b) is read as the complex number a + ib, so the rotation is one
+    complex product: a single pass over x. With ``out`` (x's shape and dtype) the
+    result is written there, which may be x itself.
     """
-    n, reps = x.shape[-2], x.shape[-2] // cos.shape[0]
-    if reps > 1:
-        cos, sin = cos.repeat(reps, 1), sin.repeat(reps, 1)
-    pairs = x.float().reshape(*x.shape[:-1], -1, 2)
-    even, odd = pairs[..., 0], pairs[..., 1]
-    out = torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1)
-    assert out.shape[-3] == n
-    return out.flatten(-2).type_as(x)
+    pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
+    rotated = torch.view_as_real(pairs * rotations).flatten(-2)
+    if out is None:
+        return rotated.type_as(x)
+    return out.copy_(rotated)

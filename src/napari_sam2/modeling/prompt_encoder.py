@@ -86,7 +86,9 @@ class PromptEncoder(nn.Module):
             b = 1 if mask_logits is None else mask_logits.shape[0]
             sparse = weight.new_zeros(b, 0, weight.shape[1])
         if mask_logits is not None:
-            dense = self.mask_downscaling(mask_logits)
+            # Channels-last like the image features it is added to, so the sum is
+            # one contiguous pass and its token view needs no copy.
+            dense = self.mask_downscaling(mask_logits).contiguous(memory_format=torch.channels_last)
         else:
             g = self.grid_size
             dense = weight.reshape(1, -1, 1, 1).expand(sparse.shape[0], -1, g, g)

@@ -48,13 +48,14 @@ class MemoryContext:
 class TrackOutput:
     """One frame's prediction for B objects.
 
-    ``low_res``: (B, 1, S/4, S/4) logits; ``high_res``: (B, 1, S, S) logits;
+    ``low_res``: (B, 1, S/4, S/4) logits; ``high_res``: (B, 1, S, S) logits, or
+    None where only the low-res output was needed (see :meth:`Sam2Model.high_res`);
     ``obj_ptr``: (B, C); ``object_logits``: (B, 1); ``memory``: (B, mem_dim,
     S/16, S/16) when the memory encoder ran, else None.
     """
 
     low_res: torch.Tensor
-    high_res: torch.Tensor
+    high_res: torch.Tensor | None
     obj_ptr: torch.Tensor
     object_logits: torch.Tensor
     memory: torch.Tensor | None = None
@@ -139,11 +140,21 @@ class Sam2Model(nn.Module):
         best = dec.ious.argmax(dim=-1) if multimask else torch.zeros_like(rows)
         low_res = masks[rows, best][:, None]
         token = dec.tokens[rows, best] if dec.tokens.shape[1] > 1 else dec.tokens[:, 0]
-        size = self.cfg.image_size
-        # Upsampling is per channel, so upsampling only the chosen mask is exact.
-        high = F.interpolate(low_res, (size, size), mode="bilinear", align_corners=False)
         ptr = self._gate_pointer(self.obj_ptr_proj(token), present.float())
-        return TrackOutput(low_res, high, ptr, dec.object_logits)
+        return TrackOutput(low_res, None, ptr, dec.object_logits)
+
+    def high_res(self, out: TrackOutput) -> torch.Tensor:
+        """The (B, 1, S, S) logits of an output, upsampled from low-res when not kept.
+
+        Only the memory encoder needs them; a click on a frame does not, so they
+        are made on demand.
+        """
+        if out.high_res is None:
+            size = self.cfg.image_size
+            out.high_res = F.interpolate(
+                out.low_res, (size, size), mode="bilinear", align_corners=False
+            )
+        return out.high_res
 
     def _gate_pointer(self, ptr: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
         """Replace the pointer of absent objects by the learnt no-object pointer."""
@@ -266,5 +277,6 @@ class Sam2Model(nn.Module):
             n_points = 0 if labels is None else labels.shape[1]
             out = self.run_heads(pix, high_res, xy, labels, prev_logits, multimask=n_points <= 1)
         if run_memory:
-            out.memory = self.encode_memory(raw, out.high_res, out.object_logits, xy is not None)
+            high = self.high_res(out)
+            out.memory = self.encode_memory(raw, high, out.object_logits, xy is not None)
         return out

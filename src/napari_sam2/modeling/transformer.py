@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .common import MLP
-from .position_encoding import apply_rope, rope_angles
+from .position_encoding import apply_rope, rope_rotations
 
 
 class Attention(nn.Module):
@@ -56,20 +56,17 @@ class RoPEAttention(Attention):
     def __init__(self, *args, rope_theta: float = 10000.0, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.rope_theta = rope_theta
-        self._tables: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._tables: dict[tuple, torch.Tensor] = {}
 
-    def _rope_tables(
-        self, n_tokens: int, head_dim: int, device, reps: int = 1
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos/sin for a square grid of ``n_tokens``, tiled ``reps`` times (memory frames)."""
+    def _rotations(self, n_tokens: int, head_dim: int, device, reps: int = 1) -> torch.Tensor:
+        """Rotations for a square grid of ``n_tokens``, tiled ``reps`` times (memory frames)."""
         side = int(round(n_tokens**0.5))
         key = (side, head_dim, str(device), reps)
         if key not in self._tables:
             if reps == 1:
-                self._tables[key] = rope_angles(head_dim, side, self.rope_theta, device)
+                self._tables[key] = rope_rotations(head_dim, side, self.rope_theta, device)
             else:
-                cos, sin = self._rope_tables(n_tokens, head_dim, device)
-                self._tables[key] = (cos.repeat(reps, 1), sin.repeat(reps, 1))
+                self._tables[key] = self._rotations(n_tokens, head_dim, device).repeat(reps, 1)
         return self._tables[key]
 
     def forward(
@@ -79,11 +76,13 @@ class RoPEAttention(Attention):
         k = self._heads(self.k_proj(k))
         v = self._heads(self.v_proj(v))
         n_q, head_dim = q.shape[-2:]
-        q = apply_rope(q, *self._rope_tables(n_q, head_dim, q.device))
+        q = apply_rope(q, self._rotations(n_q, head_dim, q.device))
         n_rope = k.shape[-2] - num_k_exclude_rope
         if n_rope > 0:
-            tables = self._rope_tables(n_q, head_dim, q.device, n_rope // n_q)
-            k = torch.cat([apply_rope(k[:, :, :n_rope], *tables), k[:, :, n_rope:]], dim=2)
+            # Rotated in place: the unrotated pointer tokens stay where they are,
+            # and no second copy of the (large) memory keys is made.
+            rot = self._rotations(n_q, head_dim, q.device, n_rope // n_q)
+            apply_rope(k[:, :, :n_rope], rot, out=k[:, :, :n_rope])
         return self._attend(q, k, v)
 
 
@@ -111,12 +110,15 @@ class TwoWayBlock(nn.Module):
             tokens = tokens + self.self_attn(q, q, tokens)
         tokens = self.norm1(tokens)
 
-        keys = image + image_pe
-        tokens = self.norm2(tokens + self.cross_attn_token_to_image(tokens + token_pe, keys, image))
+        # The image with its encoding: keys here, queries of the image-to-token step.
+        keyed = image + image_pe
+        tokens = self.norm2(
+            tokens + self.cross_attn_token_to_image(tokens + token_pe, keyed, image)
+        )
         tokens = self.norm3(tokens + self.mlp(tokens))
 
         q = tokens + token_pe
-        image = self.norm4(image + self.cross_attn_image_to_token(image + image_pe, q, tokens))
+        image = self.norm4(image + self.cross_attn_image_to_token(keyed, q, tokens))
         return tokens, image
 
 
