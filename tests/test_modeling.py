@@ -164,3 +164,22 @@ def test_attention_unchanged_by_in_place_rope():
         out = F.scaled_dot_product_attention(qh, kh, attn.v_proj(mem)[:, None])
         want = attn.out_proj(out[:, 0])
     torch.testing.assert_close(got, want)
+
+
+def test_position_embedding_cache_follows_the_weights():
+    cfg = HieraConfig(embed_dim=16, num_heads=1, stages=(1, 1, 1, 1), global_att_blocks=(2,))
+    trunk = Hiera(cfg).eval()
+    with torch.inference_mode():
+        first = trunk.position_embedding(32, 32)
+        assert trunk.position_embedding(32, 32) is first  # cached
+        assert trunk.position_embedding(16, 16).shape == (1, 16, 16, 16)
+    state = trunk.state_dict()
+    state["pos_embed"] = torch.randn_like(state["pos_embed"])
+    trunk.load_state_dict(state)
+    with torch.inference_mode():
+        reloaded = trunk.position_embedding(32, 32)
+    assert not torch.equal(reloaded, first)
+    want = F.interpolate(trunk.pos_embed, size=(32, 32), mode="bicubic")
+    want = (want + trunk.pos_embed_window.tile(1, 1, 4, 4)).permute(0, 2, 3, 1)
+    torch.testing.assert_close(reloaded, want)
+    assert trunk.position_embedding(32, 32).requires_grad  # training is not cached

@@ -145,12 +145,21 @@ class Hiera(nn.Module):
     def position_embedding(self, h: int, w: int) -> torch.Tensor:
         """Background embedding resized bicubically, plus the tiled window embedding.
 
-        Returns (1, h, w, C).
+        Returns (1, h, w, C). The result depends only on the grid and the two
+        parameters, so it is kept until either parameter changes (their version
+        counters move on any in-place update, e.g. ``load_state_dict``).
         """
-        bkg = F.interpolate(self.pos_embed, size=(h, w), mode="bicubic")
-        win = self.pos_embed_window
-        tiled = win.tile(1, 1, h // win.shape[2], w // win.shape[3])
-        return (bkg + tiled).permute(0, 2, 3, 1)
+        params = (self.pos_embed, self.pos_embed_window)
+        key = (h, w, *(p._version for p in params), *(p.data_ptr() for p in params))
+        if torch.is_grad_enabled() or getattr(self, "_pos_key", None) != key:
+            bkg = F.interpolate(self.pos_embed, size=(h, w), mode="bicubic")
+            win = self.pos_embed_window
+            tiled = win.tile(1, 1, h // win.shape[2], w // win.shape[3])
+            pos = (bkg + tiled).permute(0, 2, 3, 1)
+            if torch.is_grad_enabled():
+                return pos  # training: stay in the autograd graph, cache nothing
+            self._pos, self._pos_key = pos, key
+        return self._pos
 
     def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
         x = self.patch_embed(image)

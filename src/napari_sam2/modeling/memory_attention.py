@@ -25,12 +25,12 @@ class MemoryAttentionLayer(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.norm3 = nn.LayerNorm(dim)
 
-    def forward(self, x, memory, memory_pos, num_ptr_tokens: int):
+    def forward(self, x, keys, memory, num_ptr_tokens: int):
+        """x (B, HW, C); keys = memory + its encoding, and memory: (B, M, mem_dim)."""
         y = self.norm1(x)
         x = x + self.self_attn(y, y, y)
-        # Keys carry position (spatial + temporal); queries do not.
         y = self.norm2(x)
-        x = x + self.cross_attn_image(y, memory + memory_pos, memory, num_ptr_tokens)
+        x = x + self.cross_attn_image(y, keys, memory, num_ptr_tokens)
         return x + by_row_chunks(self._mlp, x, MLP_ROWS)
 
     def _mlp(self, x: torch.Tensor) -> torch.Tensor:
@@ -58,6 +58,8 @@ class MemoryAttention(nn.Module):
         followed by ``num_ptr_tokens`` object-pointer tokens. Returns (B, HW, C).
         """
         x = feats + 0.1 * feats_pos
+        # Keys carry position (spatial + temporal); queries and values do not.
+        keys = memory + memory_pos
         for layer in self.layers:
-            x = layer(x, memory, memory_pos, num_ptr_tokens)
+            x = layer(x, keys, memory, num_ptr_tokens)
         return self.norm(x)
