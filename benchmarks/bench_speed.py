@@ -111,6 +111,7 @@ def bench_variant(variant, args, tmp) -> list[dict]:
         for name in ("ours", "ref"):
             result[f"{name}_warmup_s"], result[f"{name}_steady_s"] = split(times[name], warm)
             result[f"{name}_click_s"] = clicks[name]
+            result[f"{name}_frames_s"] = times[name]
         pairs = [a / b for a, b in zip(times["ours"][warm:], times["ref"][warm:])]
         result["steady_ratio"] = float(np.median(pairs)) if pairs else float("nan")
         result["click_ratio"] = result["ours_click_s"] / result["ref_click_s"]
@@ -148,10 +149,16 @@ def main(argv=None) -> int:
         )
     if args.variants == ["all"]:
         args.variants = ALL
+    from napari_sam2.errors import Sam2Error
+
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for variant in args.variants:
-            rows += bench_variant(variant, args, Path(tmp))
+        try:
+            for variant in args.variants:
+                rows += bench_variant(variant, args, Path(tmp))
+        except Sam2Error as exc:  # e.g. --dtype bfloat16 on a CPU without bf16 units
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     write_json(args.json, {"rows": rows, "args": vars(args), "machine": machine()})
     return 0
 

@@ -217,3 +217,24 @@ def test_multiscale_and_rgb_layers_give_full_resolution_frames():
     assert data is pyramid.data[0] and not rgb and spatial_shape(pyramid) == (3, 32, 32)
     colour = Image(np.zeros((3, 16, 16, 3), np.uint8), rgb=True)
     assert image_frames(colour)[1] and spatial_shape(colour) == (3, 16, 16)
+
+
+def test_session_computes_in_the_chosen_precision(monkeypatch):
+    import torch
+
+    from napari_sam2 import build_model, precision
+
+    controller = Sam2Controller()
+    controller.set_model(build_model("sam2.1_hiera_tiny", 64), "tiny", "cpu", "float32")
+    stack = StackView(np.zeros((2, 64, 64), np.uint8), axis=0)
+    session = controller.open_session(stack)
+    assert session.dtype == torch.float32
+    session.close()
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
+    controller.precision = "bfloat16"
+    with pytest.raises(InputError, match="^dtype: 'bfloat16' needs a CPU"):
+        controller.open_session(stack)
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
+    session = controller.open_session(stack)
+    assert session.dtype == torch.bfloat16
+    session.close()

@@ -183,3 +183,22 @@ def test_position_embedding_cache_follows_the_weights():
     want = (want + trunk.pos_embed_window.tile(1, 1, 4, 4)).permute(0, 2, 3, 1)
     torch.testing.assert_close(reloaded, want)
     assert trunk.position_embedding(32, 32).requires_grad  # training is not cached
+
+
+@pytest.mark.parametrize(
+    ("batch", "nq", "nk"), [(1, 6, 300), (3, 7, 300), (1, 300, 6), (2, 300, 7)]
+)
+def test_few_token_attention_equals_plain_attention(monkeypatch, batch, nq, nk):
+    """The decoder's prompt-token <-> image attentions, with projections folded."""
+    from napari_sam2.modeling.transformer import Attention
+
+    attn = Attention(256, 8, downsample_rate=2).eval()  # as in the mask decoder
+    for p in attn.parameters():
+        nn.init.normal_(p, std=0.05)  # non-zero biases: their folding is checked too
+    q, k, v = torch.randn(batch, nq, 256), torch.randn(batch, nk, 256), torch.randn(batch, nk, 256)
+    with torch.inference_mode():
+        heads = attn._heads
+        plain = attn._attend(heads(attn.q_proj(q)), heads(attn.k_proj(k)), heads(attn.v_proj(v)))
+        monkeypatch.setattr(attn, "_attend", None)  # forward must take a folded path
+        folded = attn(q, k, v)
+    torch.testing.assert_close(folded, plain, rtol=1e-4, atol=1e-5)

@@ -202,3 +202,30 @@ def test_unclosed_session_leaves_no_spill_folder(model):
     del s
     gc.collect()
     assert not folder.exists()
+
+
+def test_bfloat16_session_tracks_like_float32(monkeypatch):
+    """The bf16 path runs end to end (emulated here when the CPU lacks bf16 units).
+
+    Speed needs the hardware; agreement with float32 does not.
+    """
+    from napari_sam2 import precision
+    from napari_sam2.synthetic import make_timelapse
+
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
+    torch.manual_seed(0)
+    size = 64  # emulated bf16 products are slow
+    model = build_model("sam2.1_hiera_tiny", image_size=size)
+    sample = make_timelapse(4, (size, size), n_cells=4, seed=1)
+    ids = [int(i) for i in np.unique(sample.labels[0]) if i][:2]
+    labels = {}
+    for dtype in ("float32", "bfloat16"):
+        with VideoSession(model, sample.image, dtype=dtype) as session:
+            assert session.dtype == getattr(torch, dtype)
+            for i in ids:
+                session.add_mask(0, i, sample.labels[0] == i)
+            labels[dtype] = np.stack([r.label_image() for r in session.propagate()])
+    a, b = labels["float32"], labels["bfloat16"]
+    union = (a > 0) | (b > 0)
+    assert union.sum() > 50
+    assert ((a == b) & union).sum() / union.sum() > 0.9

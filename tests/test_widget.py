@@ -150,9 +150,11 @@ def test_sample_opens_and_prompt_layers_appear(make_widget):
     assert widget.labels.data.shape == image.data.shape
     assert widget.data_panel.kind.currentText() == "time-lapse"
     assert viewer.layers.selection.active is widget.points and widget.points.mode == "add"
-    # bfloat16 is offered on CUDA only.
+    # bfloat16 is offered only where the device computes it natively.
+    from napari_sam2.precision import bf16_possible
+
     bf16 = widget.model_panel.precision.model().item(1)
-    assert not bf16.isEnabled() and "CUDA" in bf16.toolTip()
+    assert bf16.isEnabled() == bf16_possible("cpu") and "AVX-512 BF16" in bf16.toolTip()
     # Closing the dock shuts the widget down; a new widget adopts the same layers.
     layers = (widget.points, widget.boxes, widget.labels)
     viewer.window.remove_dock_widget(widget)

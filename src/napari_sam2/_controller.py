@@ -22,7 +22,6 @@ import re
 import time
 import uuid
 from collections.abc import Collection, Iterator, Mapping
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -488,7 +487,7 @@ class Sam2Controller:
 
         if self.model is None:
             raise InputError("model: load a model first")
-        return VideoSession(self.model, stack)
+        return VideoSession(self.model, stack, dtype=self.precision)
 
     def set_session(self, session, stack: StackView) -> None:
         """Install a session (UI thread); the prompts must be applied to it again."""
@@ -516,15 +515,6 @@ class Sam2Controller:
         self.reached.clear()
         return session
 
-    def compute_context(self):
-        """bfloat16 autocast on CUDA when asked for; the engine runs float32 otherwise."""
-        import torch
-
-        if self.precision == "bfloat16" and self.model is not None:
-            if self.model.device.type == "cuda":
-                return torch.autocast("cuda", dtype=torch.bfloat16)
-        return nullcontext()
-
     # -- prompts (worker thread) --------------------------------------------
 
     def apply_prompts(self, frame: int, items) -> tuple[object | None, set[int]]:
@@ -537,15 +527,14 @@ class Sam2Controller:
         """
         session = self._need_session()
         result, gone = None, set()
-        with self.compute_context():
-            for obj, prompt, before, has_others in items:
-                if prompt is None or prompt.empty:
-                    res, left = self._drop_prompt(session, frame, obj, has_others)
-                    result = res if res is not None else result
-                    gone |= left
-                    continue
-                prompt = clip_to_frame(prompt, session.frame_shape)
-                result = self._replay(session, frame, obj, prompt, before)
+        for obj, prompt, before, has_others in items:
+            if prompt is None or prompt.empty:
+                res, left = self._drop_prompt(session, frame, obj, has_others)
+                result = res if res is not None else result
+                gone |= left
+                continue
+            prompt = clip_to_frame(prompt, session.frame_shape)
+            result = self._replay(session, frame, obj, prompt, before)
         return result, gone
 
     def _replay(self, session, frame: int, obj: int, prompt: FramePrompt, before):
@@ -581,8 +570,7 @@ class Sam2Controller:
         session = self.session
         if session is None or obj not in session.obj_ids:
             return []
-        with self.compute_context():
-            return session.remove_object(obj)
+        return session.remove_object(obj)
 
     def propagate(self, passes: list[PropagationPass]) -> Iterator:
         """Yield (FrameResult, reverse) for the passes' frames inside their ranges (worker thread)."""
@@ -591,8 +579,7 @@ class Sam2Controller:
             frames = session.propagate(p.start, reverse=p.reverse, max_frames=p.max_frames)
             try:
                 while True:
-                    with self.compute_context():
-                        result = next(frames, None)
+                    result = next(frames, None)
                     if result is None:
                         break
                     if p.first <= result.frame <= p.last:

@@ -408,8 +408,11 @@ class Sam2Widget(PromptsMixin, PropagationMixin, SessionMixin, QWidget):
     def _device_changed(self, device: str) -> None:
         import torch
 
-        cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-        self.model_panel.set_bf16_allowed(cuda)
+        from .precision import bf16_possible
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model_panel.set_bf16_allowed(bf16_possible(device))
 
     def _busy_model(self, text: str) -> None:
         self.model_panel.status.setText(text)
@@ -433,8 +436,10 @@ class Sam2Widget(PromptsMixin, PropagationMixin, SessionMixin, QWidget):
             self.model_panel.status.setText(f"Downloading: {mib:.0f} MiB")
 
     def _model_loaded(self, model, source: str, device: str, precision: str) -> None:
-        if precision == "bfloat16" and model.device.type != "cuda":
-            precision = "float32"  # the engine has no reduced precision off CUDA
+        from .precision import bf16_possible
+
+        if precision == "bfloat16" and not bf16_possible(model.device.type):
+            precision = "float32"
         # Queued prompt work belongs to the old session; all prompts are applied
         # to the new one when it opens.
         self.jobs.cancel(("preview", "remove", *PROPAGATION_KINDS))

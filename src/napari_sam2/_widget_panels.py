@@ -32,8 +32,9 @@ LOCAL_FILE = "Local .pt file..."
 DEVICES = ("auto", "cuda", "mps", "cpu")
 PRECISIONS = ("float32", "bfloat16")
 BF16_TIP = (
-    "bfloat16 runs the model under CUDA autocast: faster, less GPU memory. "
-    "Only available on a CUDA GPU; CPU and Apple MPS run float32."
+    "bfloat16 runs the model under autocast: faster, less memory, masks can differ "
+    "slightly. Offered on CUDA GPUs and on CPUs with bf16 matrix instructions "
+    "(AVX-512 BF16 or AMX); elsewhere the model runs float32."
 )
 
 
@@ -115,7 +116,7 @@ class ModelPanel(QGroupBox):
         return self.checkpoint.currentText()
 
     def set_bf16_allowed(self, allowed: bool) -> None:
-        """Enable the bfloat16 entry only for CUDA (the engine runs float32 elsewhere)."""
+        """Enable the bfloat16 entry only where the device computes it natively."""
         item = self.precision.model().item(PRECISIONS.index("bfloat16"))
         item.setEnabled(allowed)
         item.setToolTip(BF16_TIP)

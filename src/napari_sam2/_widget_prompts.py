@@ -220,8 +220,7 @@ class PromptsMixin:
             if prompts is not None and not prompts.is_empty:
                 from .prompt_io import apply_prompts
 
-                with self.controller.compute_context():
-                    apply_prompts(session, prompts)
+                apply_prompts(session, prompts)
             return session
 
         def release() -> None:

@@ -27,6 +27,11 @@ def cpu_has_bf16() -> bool:
         return False
 
 
+def bf16_possible(device_type: str) -> bool:
+    """Whether ``dtype="bfloat16"`` is accepted on a device of this type."""
+    return device_type == "cuda" or (device_type == "cpu" and cpu_has_bf16())
+
+
 def resolve_dtype(dtype: str | None, device: torch.device) -> torch.dtype:
     """The compute dtype for ``dtype`` ("float32", "bfloat16" or None = device default).
 

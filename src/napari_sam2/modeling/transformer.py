@@ -40,9 +40,55 @@ class Attention(nn.Module):
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """q (B, Nq, C), k and v (B, Nk, C_kv) -> (B, Nq, C)."""
+        # Between a few prompt tokens and thousands of image tokens, projecting
+        # the image tokens costs more than the attention itself; folding those
+        # projections into the few tokens' side halves the work (same function).
+        few = self.num_heads * min(q.shape[1], k.shape[1]) < self.q_proj.out_features
+        if few and q.shape[1] < k.shape[1]:
+            return self._few_queries(q, k, v)
+        if few and k.shape[1] < q.shape[1]:
+            return self._few_keys(q, k, v)
         return self._attend(
             self._heads(self.q_proj(q)), self._heads(self.k_proj(k)), self._heads(self.v_proj(v))
         )
+
+    def _few_queries(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Attention for Nq << Nk with the key and value projections moved to the queries.
+
+        Per head j: (Q_j Wk_j) k^T equals Q_j K_j^T up to a per-query constant
+        (from the key bias), which the softmax removes; and P_j V_j equals
+        (P_j v) Wv_j^T + bv_j because each row of P_j sums to one.
+        """
+        b, nq, _ = q.shape
+        h = self.num_heads
+        qh = self._heads(self.q_proj(q))  # (B, h, Nq, d)
+        d = qh.shape[-1]
+        qk = (qh @ self.k_proj.weight.view(h, d, -1)) * d**-0.5  # (B, h, Nq, C_kv)
+        p = (qk.reshape(b, h * nq, -1) @ k.transpose(1, 2)).softmax(-1)  # (B, h*Nq, Nk)
+        pv = (p @ v).view(b, h, nq, -1)  # (B, h, Nq, C_kv)
+        out = pv @ self.v_proj.weight.view(h, d, -1).transpose(1, 2) + self.v_proj.bias.view(
+            h, 1, d
+        )
+        return self.out_proj(out.transpose(1, 2).reshape(b, nq, h * d))
+
+    def _few_keys(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Attention for Nk << Nq with the query and output projections moved to the keys.
+
+        Per head j: Q_j K_j^T = q (Wq_j^T K_j^T) + bq_j K_j^T, and the output
+        projection of P_j V_j is P_j (V_j Wo_j^T), summed over heads.
+        """
+        b, nq, _ = q.shape
+        h, nk = self.num_heads, k.shape[1]
+        kh = self._heads(self.k_proj(k))  # (B, h, Nk, d)
+        d = kh.shape[-1]
+        wq = self.q_proj.weight.view(h, d, -1)  # (h, d, C)
+        a = (wq.transpose(1, 2) @ kh.transpose(2, 3)) * d**-0.5  # (B, h, C, Nk)
+        a = a.permute(0, 2, 1, 3).reshape(b, -1, h * nk)  # (B, C, h*Nk)
+        c = (self.q_proj.bias.view(h, 1, d) * kh).sum(-1).reshape(b, 1, h * nk) * d**-0.5
+        p = torch.baddbmm(c, q, a).view(b, nq, h, nk).softmax(-1)  # (B, Nq, h, Nk)
+        wo = self.out_proj.weight.view(-1, h, d).permute(1, 2, 0)  # (h, d, C)
+        m = self._heads(self.v_proj(v)) @ wo  # (B, h, Nk, C)
+        return torch.baddbmm(self.out_proj.bias, p.reshape(b, nq, h * nk), m.reshape(b, h * nk, -1))
 
 
 class RoPEAttention(Attention):
