@@ -355,3 +355,30 @@ def test_progress_text():
     text = stream.getvalue()
     assert "4/10 frames" in text and "frames/s" in text and "ETA" in text
     assert cli.parse_frame_range(":2", 5) == (0, 2) and cli.parse_frame_range("3:", 5) == (3, 5)
+
+
+def test_dtype_bf16_refused_before_loading_on_a_cpu_without_it(data, out, monkeypatch, capsys):
+    from napari_sam2 import precision
+
+    loads = []
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(cli, "_load_model", lambda *a, **k: loads.append(a))
+    assert _segment(data, out, "--dtype", "bfloat16") == 2
+    assert "dtype: 'bfloat16' needs a CPU with bf16" in _one_error_line(capsys)
+    assert not loads and out.read_bytes() == OLD
+
+
+def test_dtype_reaches_the_session(data, out, monkeypatch, capsys):
+    from napari_sam2 import video
+
+    seen = []
+    original = video.VideoSession.__init__
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs.get("dtype"))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(video.VideoSession, "__init__", spy)
+    monkeypatch.setattr(cli, "_load_model", lambda *a, **k: data["model"])
+    assert _segment(data, out, "--dtype", "float32", "--quiet") == 0, capsys.readouterr().err
+    assert seen == ["float32"]

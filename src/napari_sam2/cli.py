@@ -461,6 +461,7 @@ def run_segment(
     *,
     direction: str = "both",
     device: str = "auto",
+    dtype: str | None = None,
     frames: str | None = None,
     time_axis: int | None = None,
     image_size: int = 1024,
@@ -493,10 +494,12 @@ def run_segment(
     tmp = _temp_path(out, ".tif")
     try:
         from .checkpoint import resolve_device
+        from .precision import resolve_dtype
 
         dev = resolve_device(device)
+        resolve_dtype(dtype, dev)  # refuse an impossible --dtype before loading the model
         net = _load_model(model, dev, image_size, quiet)
-        labels = _segment_to_file(net, selected, prompt_set, direction, tmp, quiet)
+        labels = _segment_to_file(net, selected, prompt_set, direction, dtype, tmp, quiet)
         if fmt == "ctc":
             _write_ctc_atomically(labels, out)
         del labels  # close the memory map before the file is moved or removed
@@ -509,7 +512,9 @@ def run_segment(
     return SegmentSummary(out, n, selected.frame_shape, ids, seconds, n / max(seconds, 1e-9))
 
 
-def _segment_to_file(net, stack: Stack, prompts: Prompts, direction: str, tmp: Path, quiet: bool):
+def _segment_to_file(
+    net, stack: Stack, prompts: Prompts, direction: str, dtype, tmp: Path, quiet: bool
+):
     """Propagate and write each frame's labels into a (T, H, W) int32 TIFF memory map.
 
     Frames no pass reaches stay 0. Returns the (flushed) memory map.
@@ -524,7 +529,7 @@ def _segment_to_file(net, stack: Stack, prompts: Prompts, direction: str, tmp: P
     first, last = _start_frames(prompts)
     passes = _passes(direction, first, last, stack.num_frames)
     bar = Progress(sum(n for _, _, n in passes), "segment", enabled=not quiet)
-    with VideoSession(net, stack.data, channel_axis=stack.channel_axis) as session:
+    with VideoSession(net, stack.data, channel_axis=stack.channel_axis, dtype=dtype) as session:
         try:
             apply_prompts(session, prompts)
         except InputError as exc:
@@ -727,6 +732,11 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--out", required=True, help="output .tif (or folder with --format ctc)")
     seg.add_argument("--direction", choices=("forward", "backward", "both"), default="both")
     seg.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    seg.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16"),
+        help="compute precision (default: bfloat16 on CUDA, float32 elsewhere)",
+    )
     seg.add_argument("--frames", metavar="A:B", help="only frames A..B-1 (prompts re-indexed)")
     seg.add_argument("--time-axis", type=int, metavar="N", help="axis holding time (default 0)")
     seg.add_argument(
@@ -779,6 +789,7 @@ def _cmd_segment(args) -> int:
         args.out,
         direction=args.direction,
         device=args.device,
+        dtype=args.dtype,
         frames=args.frames,
         time_axis=args.time_axis,
         image_size=args.image_size,
