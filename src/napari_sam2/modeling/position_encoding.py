@@ -99,11 +99,12 @@ def rope_rotations(dim: int, side: int, theta: float = 10000.0, device=None) -> 
     Returns a (side*side, dim/2) complex64 tensor. Tokens are raster-ordered; the
     first half of the rotation pairs turns with the column, the second with the row.
     """
-    freqs = 1.0 / (theta ** (torch.arange(0, dim, 4, device=device)[: dim // 4].float() / dim))
-    t = torch.arange(side * side, dtype=torch.float32, device=device)
+    # Built on the CPU (a small table, made once) and moved: not every backend has polar.
+    freqs = 1.0 / (theta ** (torch.arange(0, dim, 4)[: dim // 4].float() / dim))
+    t = torch.arange(side * side, dtype=torch.float32)
     cols, rows = t % side, torch.div(t, side, rounding_mode="floor")
     angles = torch.cat((torch.outer(cols, freqs), torch.outer(rows, freqs)), dim=-1)
-    return torch.polar(torch.ones_like(angles), angles)
+    return torch.polar(torch.ones_like(angles), angles).to(device)
 
 
 def apply_rope(x: torch.Tensor, rotations: torch.Tensor, out: torch.Tensor | None = None):
