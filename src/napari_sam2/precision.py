@@ -42,16 +42,14 @@ def resolve_dtype(dtype: str | None, device: torch.device) -> torch.dtype:
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     if dtype not in DTYPES:
         raise InputError(f"dtype: must be one of {', '.join(DTYPES)} or None, got {dtype!r}")
-    if dtype == "float32":
-        return torch.float32
-    if device.type == "cpu" and not cpu_has_bf16():
+    if dtype == "float32" or bf16_possible(device.type):
+        return getattr(torch, dtype)
+    if device.type == "cpu":
         raise InputError(
             "dtype: 'bfloat16' needs a CPU with bf16 matrix instructions (AVX-512 BF16 or "
             "AMX); this CPU has none and would run about 100x slower; use 'float32'"
         )
-    if device.type not in ("cpu", "cuda"):
-        raise InputError(f"dtype: 'bfloat16' is not supported on {device.type}; use 'float32'")
-    return torch.bfloat16
+    raise InputError(f"dtype: 'bfloat16' is not supported on {device.type}; use 'float32'")
 
 
 def autocast(device: torch.device, dtype: torch.dtype):

@@ -110,6 +110,8 @@ def rope_rotations(dim: int, side: int, theta: float = 10000.0, device=None) -> 
 def apply_rope(x: torch.Tensor, rotations: torch.Tensor, out: torch.Tensor | None = None):
     """Rotate consecutive channel pairs of x (..., N, dim) by ``rotations`` (N, dim/2).
 
+    ``rotations`` broadcasts over x's leading axes (batch, heads, memory frames).
+
     Each pair (a, b) is read as the complex number a + ib, so the rotation is one
     complex product: a single pass over x. With ``out`` (x's shape and dtype) the
     result is written there, which may be x itself.

@@ -66,9 +66,8 @@ class Attention(nn.Module):
         qk = (qh @ self.k_proj.weight.view(h, d, -1)) * d**-0.5  # (B, h, Nq, C_kv)
         p = (qk.reshape(b, h * nq, -1) @ k.transpose(1, 2)).softmax(-1)  # (B, h*Nq, Nk)
         pv = (p @ v).view(b, h, nq, -1)  # (B, h, Nq, C_kv)
-        out = pv @ self.v_proj.weight.view(h, d, -1).transpose(1, 2) + self.v_proj.bias.view(
-            h, 1, d
-        )
+        wv, bv = self.v_proj.weight.view(h, d, -1), self.v_proj.bias.view(h, 1, d)
+        out = pv @ wv.transpose(1, 2) + bv  # (B, h, Nq, d)
         return self.out_proj(out.transpose(1, 2).reshape(b, nq, h * d))
 
     def _few_keys(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -104,15 +103,12 @@ class RoPEAttention(Attention):
         self.rope_theta = rope_theta
         self._tables: dict[tuple, torch.Tensor] = {}
 
-    def _rotations(self, n_tokens: int, head_dim: int, device, reps: int = 1) -> torch.Tensor:
-        """Rotations for a square grid of ``n_tokens``, tiled ``reps`` times (memory frames)."""
+    def _rotations(self, n_tokens: int, head_dim: int, device) -> torch.Tensor:
+        """Rotations (n_tokens, head_dim/2) for a square grid of ``n_tokens``."""
         side = int(round(n_tokens**0.5))
-        key = (side, head_dim, str(device), reps)
+        key = (side, head_dim, str(device))
         if key not in self._tables:
-            if reps == 1:
-                self._tables[key] = rope_rotations(head_dim, side, self.rope_theta, device)
-            else:
-                self._tables[key] = self._rotations(n_tokens, head_dim, device).repeat(reps, 1)
+            self._tables[key] = rope_rotations(head_dim, side, self.rope_theta, device)
         return self._tables[key]
 
     def forward(
@@ -122,13 +118,15 @@ class RoPEAttention(Attention):
         k = self._heads(self.k_proj(k))
         v = self._heads(self.v_proj(v))
         n_q, head_dim = q.shape[-2:]
-        q = apply_rope(q, self._rotations(n_q, head_dim, q.device))
+        rot = self._rotations(n_q, head_dim, q.device)
+        q = apply_rope(q, rot)
         n_rope = k.shape[-2] - num_k_exclude_rope
         if n_rope > 0:
-            # Rotated in place: the unrotated pointer tokens stay where they are,
-            # and no second copy of the (large) memory keys is made.
-            rot = self._rotations(n_q, head_dim, q.device, n_rope // n_q)
-            apply_rope(k[:, :, :n_rope], rot, out=k[:, :, :n_rope])
+            # Rotated in place, one grid per memory frame (the table broadcasts):
+            # the unrotated pointer tokens stay where they are, and no second copy
+            # of the (large) memory keys is made.
+            grids = k[:, :, :n_rope].unflatten(2, (n_rope // n_q, n_q))
+            apply_rope(grids, rot, out=grids)
         return self._attend(q, k, v)
 
 
