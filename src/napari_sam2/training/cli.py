@@ -37,6 +37,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=1.0,
         help="with --init scratch: sharpen the prompt position encoding by this factor",
     )
+    p.add_argument(
+        "--tie-decoder-qk",
+        action="store_true",
+        help="with --init scratch: start decoder attentions with equal query/key projections",
+    )
     p.add_argument("--config", help="JSON file of TrainConfig fields (others keep their defaults)")
     p.add_argument("--out", required=True, help="output folder (checkpoints, model.pt, log.jsonl)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -66,9 +71,9 @@ def read_config(path: str | None, steps: int | None, seed: int | None) -> TrainC
     return TrainConfig(**values)
 
 
-def build_initial_model(init: str, device: str, prompt_pe_scale: float = 1.0):
+def build_initial_model(init: str, device: str, prompt_pe_scale: float = 1.0, tie_qk=False):
     if init == "scratch":
-        return init_scratch_model(micro_cells_config(), prompt_pe_scale)
+        return init_scratch_model(micro_cells_config(), prompt_pe_scale, tie_decoder_qk=tie_qk)
     from .. import load_model
 
     return load_model(init, device=device)
@@ -104,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = read_config(args.config, args.steps, args.seed)
-    model = build_initial_model(args.init, args.device, args.prompt_pe_scale)
+    model = build_initial_model(args.init, args.device, args.prompt_pe_scale, args.tie_decoder_qk)
     source = make_source(args.data, cfg)
     start = time.perf_counter()
 
