@@ -46,6 +46,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder (checkpoints, model.pt, log.jsonl)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--steps", type=int, help="override the config's number of steps")
+    p.add_argument(
+        "--stop-after",
+        type=int,
+        help="stop after this many steps of the schedule (a checkpoint step); the run "
+        "can later be resumed",
+    )
     p.add_argument("--seed", type=int, help="override the config's seed")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--device", default="cpu")
@@ -75,7 +81,17 @@ def build_initial_model(init: str, device: str, prompt_pe_scale: float = 1.0, ti
     if init == "scratch":
         return init_scratch_model(micro_cells_config(), prompt_pe_scale, tie_decoder_qk=tie_qk)
     from .. import load_model
+    from ..config import config_from_dict
+    from ..modeling.sam2 import Sam2Model
 
+    path = Path(init)
+    if path.is_file():
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(raw, dict) and "config" in raw:  # a model trained here
+            model = Sam2Model(config_from_dict(raw["config"]))
+            sd = {k: v.float() if v.is_floating_point() else v for k, v in raw["model"].items()}
+            model.load_state_dict(sd, strict=True)
+            return model
     return load_model(init, device=device)
 
 
@@ -142,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         progress=progress,
         validate=validate if args.validate else None,
+        until=args.stop_after,
         device=args.device,
     )
     if not args.quiet:
