@@ -1,0 +1,516 @@
+"""The "SAM 2 segmentation" dock widget.
+
+The widget is thin: a :class:`~napari_sam2._controller.Sam2Controller` holds
+the model, the session and the bookkeeping; compute runs in napari thread
+workers one job at a time (:class:`~napari_sam2._widget_jobs.JobQueue`); the
+layers are only written here, on the UI thread.
+
+Every action is also a method, for scripts and the napari console::
+
+    widget.load_model("sam2.1_hiera_tiny")
+    widget.add_point(frame=0, row=120, col=88)
+    widget.propagate("both")
+    widget.save_session("/data/run1_session")
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from qtpy.QtCore import QEvent, QSize, Qt, Signal
+from qtpy.QtWidgets import QScrollArea, QVBoxLayout, QWidget
+
+from ..errors import InputError, Sam2Error
+from .controller import (
+    LABELS_FILE,
+    Sam2Controller,
+    frame_index,
+    one_line,
+    plan_propagation,
+    read_session_json,
+    session_id_of,
+)
+from .jobs import Job, JobQueue
+from .layers import (
+    add_box_rows,
+    spatial_shape,
+)
+from .panels import (
+    DataPanel,
+    ModelPanel,
+    ObjectsPanel,
+    PromptPanel,
+    PropagatePanel,
+    SessionPanel,
+)
+from .prompt_sync import PromptsMixin
+from .propagation import PropagationMixin
+from .session_store import SessionMixin
+
+PROPAGATION_KINDS = ("propagate", "repropagate")
+
+
+class Sam2Widget(PromptsMixin, PropagationMixin, SessionMixin, QWidget):
+    """Dock widget: model, image, prompts, objects, propagation and sessions."""
+
+    _download = Signal(int, int)  # bytes done, total (-1: unknown); emitted from a worker
+
+    def __init__(self, napari_viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+
+        self.viewer = napari_viewer
+        self.controller = Sam2Controller()
+        self.jobs = JobQueue(self)
+        self.image = self.points = self.boxes = self.labels = None
+        self.axis = 0
+        self._syncing = False  # True while the widget edits prompt layers itself
+        self._history = None  # labels undo block open during a propagation
+        self._eta = None
+        self._seen_frames: set[int] = set()
+        self._corrections: list[tuple[int, bool | None]] = []  # not yet re-propagated
+        self._saved_reached: dict[int, dict[int, bool]] = {}
+        self._restoring = False  # a loaded session waits for its VideoSession
+        self._closed = False
+        self._docked = False
+        self.last_error: str | None = None
+
+        self.model_panel = ModelPanel(*_checkpoint_choices())
+        self.data_panel = DataPanel()
+        self.prompt_panel = PromptPanel()
+        self.objects_panel = ObjectsPanel()
+        self.propagate_panel = PropagatePanel()
+        self.session_panel = SessionPanel()
+        self._build_layout()
+        self._connect()
+        self._refresh_images()
+        self._device_changed(self.model_panel.device.currentText())
+
+    # ===================================================================== scripting API
+
+    def load_model(
+        self,
+        name_or_path: str | os.PathLike,
+        device: str = "auto",
+        precision: str = "float32",
+        image_size: int = 1024,
+        wait: bool = True,
+    ) -> None:
+        """Load a registry checkpoint (downloaded once) or a local ``.pt`` file."""
+        source = os.fspath(name_or_path)
+        self.model_panel.device.setCurrentText(device)
+        job = Job(
+            "load",
+            self.controller.load_model,
+            (source, device, image_size, self._download_cb),
+            on_start=lambda: self._busy_model(f"Loading {Path(source).name}..."),
+            on_done=lambda model: self._model_loaded(model, source, device, precision),
+            on_error=lambda exc: self._error(exc, self.model_panel.status),
+            on_finish=lambda: self.model_panel.progress.setVisible(False),
+        )
+        self.jobs.submit(job)
+        self._maybe_wait(wait)
+
+    def add_point(
+        self,
+        frame: int,
+        row: float,
+        col: float,
+        positive: bool = True,
+        obj_id: int | None = None,
+        wait: bool = True,
+    ) -> None:
+        """Click on (row, col) of ``frame`` for an object (default: the selected label)."""
+        self._need_layers()
+        self._check_inside("point", frame, [(row, col)])
+        obj = self._object_for(obj_id)
+        coords = self._coords(frame, row, col)
+        old = {"label": 1, "object": obj}
+        self.points.feature_defaults = {"label": int(bool(positive)), "object": obj}
+        try:
+            self.points.add(coords)
+        finally:
+            self.points.feature_defaults = old
+        self._maybe_wait(wait)
+
+    def add_box(
+        self, frame: int, row0: float, col0: float, row1: float, col1: float,
+        obj_id: int | None = None, wait: bool = True,
+    ) -> None:  # fmt: skip
+        """A box prompt (two opposite corners) on ``frame``."""
+        from ..files.prompt_files import BoxRow
+
+        self._need_layers()
+        self._check_inside("box", frame, [(row0, col0), (row1, col1)])
+        obj = self._object_for(obj_id)
+        add_box_rows(self.boxes, [BoxRow(frame, row0, col0, row1, col1, obj)], self.axis)
+        self.boxes.feature_defaults = {"object": self._current_object()}
+        self._maybe_wait(wait)
+
+    def add_object(self, name: str | None = None, select: bool = True) -> int:
+        """A new object with an unused id (above every label in the layer); returns its id."""
+        self._need_layers()
+        taken = [int(np.max(self.labels.data))] if np.size(self.labels.data) else []
+        obj = self.controller.add_object(name=name, taken=taken)
+        self._refresh_objects()
+        if select:
+            self.select_object(obj)
+        return obj
+
+    def select_object(self, obj_id: int) -> None:
+        """Make ``obj_id`` the current object (the labels layer's selected label)."""
+        self._need_layers()
+        self.labels.selected_label = int(obj_id)
+
+    def rename_object(self, obj_id: int, name: str) -> None:
+        """Give an object a name (kept in the session; ids stay the label values)."""
+        self.controller.add_object(int(obj_id), name=name)
+        self._refresh_objects()
+
+    def remove_object(self, obj_id: int, wait: bool = True) -> None:
+        """Delete an object: its prompts, its session track and its pixels (one undo step)."""
+        self._need_layers()
+        obj = int(obj_id)
+        self._delete_prompts(lambda key: key[1] == obj)
+        self.controller.forget_object(obj)
+        for key in [k for k in self.controller.applied if k[1] == obj]:
+            del self.controller.applied[key]
+        job = Job(
+            "remove",
+            self.controller.remove_object,
+            (obj,),
+            on_done=lambda results: self._object_removed(obj, results),
+            on_error=self._error,
+        )
+        self.jobs.submit(job)
+        self._refresh_objects()
+        self._maybe_wait(wait)
+
+    def use_painted_mask(
+        self, frame: int | None = None, obj_id: int | None = None, wait: bool = True
+    ) -> None:
+        """Send the pixels of a label on a frame as that object's mask prompt.
+
+        The mask replaces the object's clicks and box on that frame.
+        """
+        self._need_layers()
+        frame = self.current_frame() if frame is None else int(frame)
+        obj = self._object_for(obj_id)
+        mask = np.asarray(self.labels.data[frame_index(self.axis, frame)]) == obj
+        if not mask.any():
+            raise InputError(f"mask: label {obj} has no pixels on frame {frame}; paint it first")
+        self._delete_prompts(lambda key: key == (frame, obj))
+        self.controller.masks[(frame, obj)] = mask
+        self._sync_prompts()
+        self._maybe_wait(wait)
+
+    def clear_frame_prompts(self, frame: int | None = None, obj_id: int | None = None) -> None:
+        """Delete one object's clicks, box and mask prompt on a frame."""
+        self._need_layers()
+        frame = self.current_frame() if frame is None else int(frame)
+        obj = self._object_for(obj_id)
+        self._delete_prompts(lambda key: key == (frame, obj))
+        self._sync_prompts()
+
+    def propagate(
+        self,
+        direction: str | None = None,
+        first: int | None = None,
+        last: int | None = None,
+        wait: bool = True,
+    ) -> None:
+        """Track every object from the prompted frames over [first, last] (default: all)."""
+        self._need_layers()
+        direction = direction or self.propagate_panel.direction.currentText()
+        n = self._num_frames()
+        lo, hi = self.propagate_panel.frame_range(n)
+        lo = lo if first is None else int(first)
+        hi = hi if last is None else int(last)
+        self.controller.last_range = (lo, hi)
+        passes = plan_propagation(direction, self.controller.prompted_frames(), lo, hi)
+        self._submit_propagation("propagate", passes)
+        self._maybe_wait(wait)
+
+    def cancel(self) -> None:
+        """Stop propagation after the frame being computed; frames written stay."""
+        self._corrections.clear()
+        self.jobs.cancel(PROPAGATION_KINDS)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait (keeping napari live) until every queued job is done."""
+        return self.jobs.wait(None, timeout)
+
+    def save_session(self, folder: str | os.PathLike | None = None, overwrite: bool = False,
+                     wait: bool = True) -> Path:  # fmt: skip
+        """Save prompts (CSV), labels (TIFF) and session.json into ``folder``.
+
+        A folder holding another session is refused unless ``overwrite``.
+        """
+        self._need_layers()
+        target = Path(folder).expanduser() if folder is not None else self._autosave_folder()
+        other = session_id_of(target)
+        if other is not None and other != self.controller.session_id and not overwrite:
+            raise InputError(
+                f"session: {target} holds another session; choose another folder or overwrite it"
+            )
+        self._write_session(target, wait)
+        return target
+
+    def load_session(self, folder: str | os.PathLike, wait: bool = True) -> None:
+        """Restore a saved session: image, objects, prompt layers, labels and model."""
+        from ..files.prompt_files import (
+            BOXES_FILE,
+            MASKS_FILE,
+            POINTS_FILE,
+            Prompts,
+            read_label_tiff,
+            read_prompts,
+        )
+
+        folder = Path(folder).expanduser()
+        meta = read_session_json(folder)
+        labels = read_label_tiff(folder / LABELS_FILE)
+        has_prompts = any((folder / f).exists() for f in (POINTS_FILE, BOXES_FILE, MASKS_FILE))
+        prompts = read_prompts(folder) if has_prompts else Prompts()
+        image = self._session_image(meta)
+        shape = list(spatial_shape(image))
+        axis = int(meta.get("stack_axis", 0))
+        expected = (shape.pop(axis), *shape) if 0 <= axis < len(shape) else None
+        if expected != tuple(labels.shape):
+            raise InputError(
+                f"session: labels.tif is {labels.shape} (frames first) but the image "
+                f"{image.name!r} is {tuple(spatial_shape(image))} with stack axis {axis}"
+            )
+        self.jobs.cancel()
+        self.jobs.wait(None)
+        self._restore(meta, image, labels, prompts, folder)
+        self._maybe_wait(wait)
+
+    def current_frame(self) -> int:
+        """The frame (index along the stack axis) shown in the viewer."""
+        self._need_layers()
+        pos = self.labels.world_to_data(self.viewer.dims.point)
+        return int(np.clip(round(float(pos[self.axis])), 0, self._num_frames() - 1))
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop work, stop listening to the viewer and release the session.
+
+        Called when the widget closes or leaves its dock; it does nothing
+        afterwards. A job already running finishes first (a worker cannot be
+        interrupted mid-frame); the session is closed after it.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        layers = self.viewer.layers.events
+        for emitter, handler in (
+            (layers.inserted, self._refresh_images),
+            (layers.removed, self._layer_removed),
+            (layers.renamed, self._refresh_images),
+        ):
+            emitter.disconnect(handler)
+        self._close_history()
+        self._detach()
+        self._close_session_when_idle()
+        if wait:
+            self.jobs.wait(None, timeout=60)
+
+    def event(self, event) -> bool:
+        """Shut down when napari takes the widget out of its dock (the dock's x button)."""
+        if event.type() == QEvent.ParentChange:
+            if self.parent() is not None:
+                self._docked = True
+            elif self._docked:
+                self.shutdown(wait=False)
+        return super().event(event)
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        self.shutdown()
+        super().closeEvent(event)
+
+    # ===================================================================== layout
+
+    def _build_layout(self) -> None:
+        inner = QWidget()
+        col = QVBoxLayout(inner)
+        for panel in (
+            self.model_panel,
+            self.data_panel,
+            self.prompt_panel,
+            self.objects_panel,
+            self.propagate_panel,
+            self.session_panel,
+        ):
+            col.addWidget(panel)
+        col.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        # Panels shrink to the dock's width; only vertical scrolling.
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        scroll.setWidget(inner)
+        scroll.setFrameShape(QScrollArea.NoFrame)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+        # The dock must be as wide as the panels need, plus the vertical scroll
+        # bar, or their right edge would be cut off.
+        bar = scroll.verticalScrollBar().sizeHint().width()
+        self.setMinimumWidth(max(320, inner.minimumSizeHint().width() + bar + 4))
+        self._inner = inner
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt API)
+        hint = self._inner.sizeHint()
+        return QSize(max(self.minimumWidth(), hint.width() + 20), hint.height())
+
+    def _connect(self) -> None:
+        mp, dp, pp, op = self.model_panel, self.data_panel, self.prompt_panel, self.objects_panel
+        mp.load_clicked.connect(self._load_clicked)
+        mp.device.currentTextChanged.connect(self._device_changed)
+        dp.image.currentTextChanged.connect(self._image_chosen)
+        # Choosing the same image again re-creates prompt layers that were deleted.
+        dp.image.activated.connect(lambda i: self._image_chosen(dp.image.itemText(i)))
+        dp.axis.currentIndexChanged.connect(self._axis_chosen)
+        dp.kind.currentTextChanged.connect(self._kind_chosen)
+        pp.use_mask.clicked.connect(lambda: self._guard(self.use_painted_mask, wait=False))
+        pp.clear_frame.clicked.connect(lambda: self._guard(self.clear_frame_prompts))
+        op.add_clicked.connect(lambda: self._guard(self.add_object))
+        op.remove_clicked.connect(lambda obj: self._guard(self.remove_object, obj, wait=False))
+        op.renamed.connect(self._renamed)
+        op.selected.connect(lambda obj: self._guard(self.select_object, obj))
+        self.propagate_panel.run.clicked.connect(lambda: self._guard(self.propagate, wait=False))
+        self.propagate_panel.cancel.clicked.connect(self.cancel)
+        self.session_panel.save.clicked.connect(self._save_clicked)
+        self.session_panel.load.clicked.connect(self._load_session_clicked)
+        self._download.connect(self._download_progress)
+        self.jobs.busy_changed.connect(self._busy_changed)
+        layers = self.viewer.layers.events
+        layers.inserted.connect(self._refresh_images)
+        layers.removed.connect(self._layer_removed)
+        layers.renamed.connect(self._refresh_images)
+
+    # ===================================================================== model
+
+    def _load_clicked(self) -> None:
+        mp = self.model_panel
+        source = mp.source()
+        if not source:
+            self._error(InputError("checkpoint: choose a .pt file first"), mp.status)
+            return
+        self._guard(
+            self.load_model,
+            source,
+            device=mp.device.currentText(),
+            precision=mp.precision.currentText(),
+            wait=False,
+        )
+
+    def _device_changed(self, device: str) -> None:
+        import torch
+
+        from ..engine.precision import bf16_possible
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model_panel.set_bf16_allowed(bf16_possible(device))
+
+    def _busy_model(self, text: str) -> None:
+        self.model_panel.status.setText(text)
+        self.model_panel.progress.setRange(0, 0)
+        self.model_panel.progress.setVisible(True)
+
+    def _download_cb(self, done: int, total: int | None) -> None:
+        """Called from the worker thread: hand the numbers to the UI thread via a signal."""
+        self._download.emit(int(done), -1 if total is None else int(total))
+
+    def _download_progress(self, done: int, total: int) -> None:
+        bar = self.model_panel.progress
+        bar.setVisible(True)
+        mib = done / 2**20
+        if total > 0:
+            bar.setRange(0, 1000)
+            bar.setValue(int(1000 * done / total))
+            self.model_panel.status.setText(f"Downloading: {mib:.0f} of {total / 2**20:.0f} MiB")
+        else:
+            bar.setRange(0, 0)
+            self.model_panel.status.setText(f"Downloading: {mib:.0f} MiB")
+
+    def _model_loaded(self, model, source: str, device: str, precision: str) -> None:
+        from ..engine.precision import bf16_possible
+
+        if precision == "bfloat16" and not bf16_possible(model.device.type):
+            precision = "float32"
+        # Queued prompt work belongs to the old session; all prompts are applied
+        # to the new one when it opens.
+        self.jobs.cancel(("preview", "remove", *PROPAGATION_KINDS))
+        self.controller.set_model(model, source, device, precision)
+        name = model.cfg.name
+        self.model_panel.status.setText(
+            f"{name} on {model.device.type}, {precision}, {model.cfg.image_size} px input"
+        )
+        self._open_session()
+
+    # ===================================================================== plumbing
+
+    def _coords(self, frame: int, row: float, col: float) -> list[float]:
+        out = [float(row), float(col)]
+        out.insert(self.axis, float(frame))
+        return out
+
+    def _check_inside(self, what: str, frame: int, corners) -> None:
+        """Refuse a scripted prompt off the stack before it reaches any layer."""
+        n = self._num_frames()
+        if not isinstance(frame, (int, np.integer)) or not 0 <= frame < n:
+            raise InputError(f"{what}: frame {frame!r} is not in 0..{n - 1}")
+        shape = list(spatial_shape(self.image))
+        del shape[self.axis]
+        h, w = shape
+        for r, c in corners:
+            if not (0 <= r <= h - 1 and 0 <= c <= w - 1):
+                raise InputError(
+                    f"{what}: ({r:g}, {c:g}) lies outside the frame of {h} x {w} (rows x cols)"
+                )
+
+    def _maybe_wait(self, wait: bool) -> None:
+        if wait:
+            self.jobs.wait(None)
+
+    def _guard(self, func, *args, **kwargs):
+        """Run a UI action; a Sam2Error becomes a notification, not a traceback."""
+        try:
+            return func(*args, **kwargs)
+        except Sam2Error as exc:
+            self._error(exc)
+            return None
+
+    def _error(self, exc: BaseException, label=None) -> None:
+        from napari.utils.notifications import show_error
+
+        message = one_line(exc)
+        self.last_error = message
+        if label is not None:
+            label.setText(message)
+        show_error(message)
+
+    def _busy_changed(self, busy: bool) -> None:
+        running = self.jobs.current
+        self.propagate_panel.cancel.setEnabled(
+            bool(running and running.kind in PROPAGATION_KINDS)
+            or bool(self.jobs.pending("propagate") or self.jobs.pending("repropagate"))
+        )
+
+
+def _checkpoint_choices() -> tuple[tuple[str, ...], str, dict[str, str]]:
+    """Registry names, the default one, and a tooltip per name (size, cached or not)."""
+    from ..weights.registry import cache_state
+
+    names, tips = [], {}
+    for entry, path, present in cache_state():
+        names.append(entry.name)
+        size = f"{entry.size / 1e6:.0f} MB" if entry.size else "size unknown"
+        where = f"cached at {path}" if present else "downloaded on first use"
+        tips[entry.name] = f"{entry.release}, {size}, {where}"
+    return tuple(names), "sam2.1_hiera_tiny", tips
+
+
+__all__ = ["Sam2Widget"]

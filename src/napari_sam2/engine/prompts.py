@@ -1,0 +1,94 @@
+"""Validated prompts and their conversion to model coordinates.
+
+Public coordinates are (row, col) in frame pixels. The model wants (x, y) in
+model-input pixels, so points are swapped and scaled by image_size / (W, H).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+
+POSITIVE, NEGATIVE = 1, 0
+BOX_LABELS = (2, 3)  # top-left and bottom-right corner, as the model was trained
+
+
+@dataclass(frozen=True)
+class PointPrompt:
+    """Points (N, 2) as float (row, col) and their int labels (N,)."""
+
+    points: np.ndarray
+    labels: np.ndarray
+
+    @staticmethod
+    def empty() -> PointPrompt:
+        return PointPrompt(np.zeros((0, 2), np.float32), np.zeros((0,), np.int32))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def concat(self, other: PointPrompt) -> PointPrompt:
+        return PointPrompt(
+            np.concatenate([self.points, other.points]), np.concatenate([self.labels, other.labels])
+        )
+
+
+def check_points(points, labels, hw: tuple[int, int]) -> PointPrompt:
+    """Validate clicks: (N, 2) (row, col) inside the frame, labels 0 or 1."""
+    if points is None or labels is None:
+        raise InputError("points: points and labels must be given together")
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim == 1 and pts.shape == (2,):
+        pts = pts[None]
+    lab = np.asarray(labels).reshape(-1)
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise InputError(f"points: expected shape (N, 2) as (row, col), got {pts.shape}")
+    if len(pts) == 0:
+        raise InputError("points: empty prompt; give at least one point")
+    if len(lab) != len(pts):
+        raise InputError(f"labels: {len(lab)} labels for {len(pts)} points")
+    if not np.all(np.isin(lab, (NEGATIVE, POSITIVE))):
+        raise InputError(
+            f"labels: must be 1 (positive) or 0 (negative), got {sorted(set(lab.tolist()))}"
+        )
+    _check_inside(pts, hw, "points")
+    return PointPrompt(pts.astype(np.float32), lab.astype(np.int32))
+
+
+def box_to_points(box, hw: tuple[int, int]) -> PointPrompt:
+    """(row0, col0, row1, col1) -> two corner points labelled 2 and 3."""
+    b = np.asarray(box, dtype=np.float64).reshape(-1)
+    if b.shape != (4,):
+        raise InputError(f"box: expected (row0, col0, row1, col1), got shape {np.shape(box)}")
+    r0, c0, r1, c1 = b
+    corners = np.array([[min(r0, r1), min(c0, c1)], [max(r0, r1), max(c0, c1)]])
+    _check_inside(corners, hw, "box")
+    return PointPrompt(corners.astype(np.float32), np.array(BOX_LABELS, np.int32))
+
+
+def _check_inside(pts: np.ndarray, hw: tuple[int, int], name: str) -> None:
+    h, w = hw
+    if not np.all(np.isfinite(pts)):
+        raise InputError(f"{name}: coordinates must be finite")
+    bad = (pts[:, 0] < 0) | (pts[:, 0] > h - 1) | (pts[:, 1] < 0) | (pts[:, 1] > w - 1)
+    if bad.any():
+        r, c = pts[np.argmax(bad)]
+        raise InputError(
+            f"{name}: ({r:g}, {c:g}) lies outside the frame of {h} x {w} (rows x cols)"
+        )
+
+
+def points_to_model(
+    prompt: PointPrompt, hw: tuple[int, int], image_size: int, device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> xy (1, N, 2) model-input (x, y) and labels (1, N) int32."""
+    h, w = hw
+    xy = prompt.points[:, ::-1].astype(np.float32) / np.array([w, h], np.float32) * image_size
+    return (
+        torch.from_numpy(np.ascontiguousarray(xy))[None].to(device),
+        torch.from_numpy(prompt.labels)[None].to(device),
+    )

@@ -1,0 +1,241 @@
+"""The widget's Qt-free logic: label merging, prompt grouping, plans, session files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_sam2._qt.controller import (
+    Eta,
+    FramePrompt,
+    Sam2Controller,
+    StackView,
+    changed_keys,
+    clip_to_frame,
+    collect_prompts,
+    correction_plan,
+    default_session_folder,
+    extends,
+    format_seconds,
+    free_folder,
+    group_boxes,
+    group_points,
+    label_write,
+    merge_labels,
+    one_line,
+    plan_propagation,
+    read_session_json,
+    session_id_of,
+    write_session_json,
+)
+from napari_sam2._qt.writer import labels_for_tiff, write_labels_tiff
+from napari_sam2.errors import CheckpointError, InputError
+
+# --------------------------------------------------------------------------- labels
+
+
+def test_merge_keeps_painted_ids_and_clears_lost_objects():
+    current = np.array([[0, 1, 1, 9], [2, 2, 0, 9]], np.int32)
+    predicted = np.array([[1, 1, 0, 1], [0, 2, 2, 2]], np.int32)
+    out = merge_labels(current, predicted, tracked={1, 2})
+    # 9 was painted by the user (not tracked): never overwritten, even where predicted.
+    assert out.tolist() == [[1, 1, 0, 9], [0, 2, 2, 9]]
+    assert out.dtype == np.int32
+
+
+def test_label_write_indices_put_the_frame_on_the_stack_axis():
+    current = np.zeros((3, 4), np.int32)
+    predicted = np.zeros((3, 4), np.int32)
+    predicted[1, 2] = 5
+    assert label_write(current, current, {5}, axis=0, frame=7) is None
+    where, values = label_write(current, predicted, {5}, axis=2, frame=7)
+    assert [w.tolist() for w in where] == [[1], [2], [7]]
+    assert values.tolist() == [5]
+
+
+def test_stack_view_reads_frames_along_any_axis():
+    data = np.arange(2 * 3 * 4).reshape(2, 3, 4)
+    view = StackView(data, axis=2)
+    assert view.shape == (4, 2, 3) and view.num_frames == 4 and view.frame_shape == (2, 3)
+    np.testing.assert_array_equal(view[1], data[:, :, 1])
+    rgb = StackView(np.zeros((5, 6, 7, 3)), axis=0, rgb=True)
+    assert rgb.shape == (5, 6, 7, 3)
+    with pytest.raises(InputError, match="3D"):
+        StackView(np.zeros((2, 3, 4, 5)), axis=0)
+
+
+# --------------------------------------------------------------------------- prompts
+
+
+def test_group_points_and_boxes_by_frame_and_object():
+    coords = [[2, 10, 11], [2, 20, 21], [3, 5, 6], [2.2, 1, 1]]
+    groups = group_points(coords, labels=[1, 0, 1, 1], objs=[1, 1, 1, 2], axis=0)
+    assert sorted(groups) == [(2, 1), (2, 2), (3, 1)]
+    pts, labs = groups[(2, 1)]
+    assert pts.tolist() == [[10, 11], [20, 21]] and labs.tolist() == [1, 0]
+    rect = np.array([[4, 1, 2], [4, 1, 8], [4, 6, 8], [4, 6, 2]])
+    boxes = group_boxes([rect, rect + [0, 1, 1]], objs=[3, 3], axis=0)
+    assert boxes == {(4, 3): (2.0, 3.0, 7.0, 9.0)}  # the last one drawn wins
+
+
+def test_changed_keys_finds_new_edited_and_deleted_prompts():
+    a = FramePrompt(np.array([[1.0, 2.0]], np.float32), np.array([1], np.int32))
+    b = FramePrompt(np.array([[1.0, 2.0], [3, 4]], np.float32), np.array([1, 0], np.int32))
+    applied = {(0, 1): a, (1, 1): a}
+    current = {(0, 1): a, (2, 1): a, (1, 1): b}
+    assert changed_keys(current, applied) == [(1, 1), (2, 1)]
+    assert changed_keys({}, applied) == [(0, 1), (1, 1)]
+    assert extends(a, b) and not extends(b, a)
+    boxed = FramePrompt(b.points, b.labels, box=(0, 0, 5, 5))
+    assert not extends(a, boxed)
+
+
+def test_collect_prompts_and_clip():
+    prompts = collect_prompts(
+        {(0, 1): (np.array([[-0.4, 63.6]], np.float32), np.array([1]))},
+        {(0, 2): (1.0, 2.0, 3.0, 4.0)},
+        {(1, 1): np.ones((4, 4), bool)},
+    )
+    assert sorted(prompts) == [(0, 1), (0, 2), (1, 1)]
+    assert prompts[(0, 2)].box == (1.0, 2.0, 3.0, 4.0) and not prompts[(0, 2)].empty
+    clipped = clip_to_frame(prompts[(0, 1)], (64, 64))
+    assert np.allclose(clipped.points, [[0.0, 63.0]])  # a click on the border pixel
+    assert np.allclose(clip_to_frame(prompts[(0, 1)], (64, 72)).points, [[0.0, 63.6]])
+    far = FramePrompt(np.array([[10.0, 90.0]], np.float32), np.array([1]))
+    assert clip_to_frame(far, (64, 64)).points.tolist() == [[10.0, 90.0]]
+    assert FramePrompt().empty
+
+
+# --------------------------------------------------------------------------- plans
+
+
+def test_plan_propagation_starts_at_prompted_frames():
+    (fwd,) = plan_propagation("forward", {3, 5}, 0, 9)
+    assert (fwd.start, fwd.reverse, fwd.max_frames) == (3, False, 7)
+    fwd, bwd = plan_propagation("both", {3, 5}, 0, 9)
+    assert fwd.frames() == list(range(3, 10))
+    assert bwd.frames() == [5, 4, 3, 2, 1, 0]
+    # A range after the prompt: the pass crosses frames 1..3 but writes 4..6 only.
+    (fwd,) = plan_propagation("forward", {1}, 4, 6)
+    assert fwd.start == 1 and fwd.written() == 3
+    with pytest.raises(InputError, match="click"):
+        plan_propagation("both", set(), 0, 9)
+    with pytest.raises(InputError, match="backward"):
+        plan_propagation("backward", {1}, 4, 6)
+    with pytest.raises(InputError, match="direction"):
+        plan_propagation("sideways", {1}, 0, 6)
+
+
+def test_correction_plan_follows_the_side_it_was_reached_from():
+    (p,) = correction_plan(4, False, 0, 9)
+    assert (p.start, p.reverse, p.max_frames) == (4, False, 6)
+    (p,) = correction_plan(4, True, 0, 9)
+    assert (p.start, p.reverse, p.max_frames) == (4, True, 5)
+    assert len(correction_plan(4, None, 0, 9)) == 2
+    assert correction_plan(12, None, 0, 9) == []
+
+
+def test_controller_correction_bookkeeping():
+    from napari_sam2.engine.session import FrameResult
+
+    ctrl = Sam2Controller()
+    prompt = FramePrompt(np.zeros((1, 2), np.float32), np.ones(1, np.int32))
+    ctrl.mark_applied((2, 1), prompt)
+    for frame, reverse in [(2, False), (3, False), (4, False), (1, True)]:
+        empty = np.zeros((1, 2, 2), np.float32)
+        ctrl.record_reached(FrameResult(frame, (1,), empty, np.zeros(1)), reverse)
+    assert ctrl.correction(3, 1) == (True, False)
+    assert ctrl.correction(1, 1) == (True, True)
+    assert ctrl.correction(2, 1) == (True, None)  # the prompted frame: both ways
+    assert ctrl.correction(3, 7) == (False, None)
+    assert ctrl.add_object() == 1 and ctrl.add_object(taken=[9]) == 10
+    assert ctrl.prompted_frames() == {2}
+
+
+def test_eta_and_messages():
+    eta = Eta(10)
+    assert eta.text() == "0/10 frames"
+    eta.step()
+    assert eta.text().startswith("1/10 frames") and eta.seconds_left() >= 0
+    assert format_seconds(42) == "42 s" and format_seconds(185) == "3 min 05 s"
+    assert format_seconds(3720) == "1 h 02 min"
+    assert one_line(CheckpointError("checkpoint: bad\nmore")) == "checkpoint: bad"
+    assert one_line(RuntimeError("CUDA out of memory")) == "RuntimeError: CUDA out of memory"
+
+
+# --------------------------------------------------------------------------- files
+
+
+def test_session_folders_never_take_another_session(tmp_path):
+    folder = default_session_folder(str(tmp_path / "movie.tif"), "my cells")
+    assert folder == tmp_path / "my_cells_sam2_session"
+    assert free_folder(folder, "me") == folder
+    folder.mkdir()
+    write_session_json(folder, {"objects": [], "session_id": "someone-else"})
+    assert session_id_of(folder) == "someone-else"
+    assert free_folder(folder, "me") == tmp_path / "my_cells_sam2_session_2"
+    assert free_folder(folder, "someone-else") == folder  # our own: overwrite is fine
+    assert read_session_json(folder)["session_id"] == "someone-else"
+    with pytest.raises(InputError, match="no session.json"):
+        read_session_json(tmp_path)
+
+
+def test_writer_uses_smallest_unsigned_type(tmp_path):
+    import tifffile
+
+    labels = np.zeros((2, 4, 4), np.int32)
+    labels[1, 1, 1] = 300
+    assert labels_for_tiff(labels).dtype == np.uint16
+    (path,) = write_labels_tiff(str(tmp_path / "out"), labels, {"axis_labels": ("t", "y", "x")})
+    assert path.endswith(".tif")
+    with tifffile.TiffFile(path) as tif:
+        assert tif.series[0].axes == "TYX"
+        np.testing.assert_array_equal(tif.asarray(), labels)
+    with pytest.raises(ValueError, match="negative"):
+        labels_for_tiff(-labels)
+
+
+def test_sample_data_is_small_noisy_16bit():
+    from napari_sam2._qt.sample_data import sample_timelapse, sample_zstack
+
+    [(image, meta, kind)] = sample_timelapse(n_frames=3, shape=(32, 32))
+    assert kind == "image" and image.dtype == np.uint16 and image.shape == (3, 32, 32)
+    assert meta["contrast_limits"][0] < meta["contrast_limits"][1]
+    [(stack, meta, _)] = sample_zstack(n_slices=4, shape=(32, 32))
+    assert stack.shape == (4, 32, 32) and meta["scale"][0] > 1
+    assert meta["metadata"]["napari_sam2_stack_axis"] == "z"
+
+
+def test_multiscale_and_rgb_layers_give_full_resolution_frames():
+    from napari.layers import Image
+
+    from napari_sam2._qt.layers import image_frames, spatial_shape
+
+    stack = np.zeros((3, 32, 32), np.uint16)
+    pyramid = Image([stack, stack[:, ::2, ::2]], multiscale=True)
+    data, rgb = image_frames(pyramid)
+    assert data is pyramid.data[0] and not rgb and spatial_shape(pyramid) == (3, 32, 32)
+    colour = Image(np.zeros((3, 16, 16, 3), np.uint8), rgb=True)
+    assert image_frames(colour)[1] and spatial_shape(colour) == (3, 16, 16)
+
+
+def test_session_computes_in_the_chosen_precision(monkeypatch):
+    import torch
+
+    from napari_sam2 import build_model
+    from napari_sam2.engine import precision
+
+    controller = Sam2Controller()
+    controller.set_model(build_model("sam2.1_hiera_tiny", 64), "tiny", "cpu", "float32")
+    stack = StackView(np.zeros((2, 64, 64), np.uint8), axis=0)
+    session = controller.open_session(stack)
+    assert session.dtype == torch.float32
+    session.close()
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
+    controller.precision = "bfloat16"
+    with pytest.raises(InputError, match="^dtype: 'bfloat16' needs a CPU"):
+        controller.open_session(stack)
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
+    session = controller.open_session(stack)
+    assert session.dtype == torch.bfloat16
+    session.close()
