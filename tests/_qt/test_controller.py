@@ -9,11 +9,9 @@ from napari_sam2._qt.controller import (
     Eta,
     FramePrompt,
     Sam2Controller,
-    StackView,
     changed_keys,
     clip_to_frame,
     collect_prompts,
-    correction_plan,
     default_session_folder,
     extends,
     format_seconds,
@@ -22,14 +20,13 @@ from napari_sam2._qt.controller import (
     group_points,
     label_write,
     merge_labels,
-    one_line,
-    plan_propagation,
     read_session_json,
     session_id_of,
     write_session_json,
 )
 from napari_sam2._qt.writer import labels_for_tiff, write_labels_tiff
-from napari_sam2.errors import CheckpointError, InputError
+from napari_sam2.errors import InputError
+from napari_sam2.files.stacks import Stack
 
 # --------------------------------------------------------------------------- labels
 
@@ -51,17 +48,6 @@ def test_label_write_indices_put_the_frame_on_the_stack_axis():
     where, values = label_write(current, predicted, {5}, axis=2, frame=7)
     assert [w.tolist() for w in where] == [[1], [2], [7]]
     assert values.tolist() == [5]
-
-
-def test_stack_view_reads_frames_along_any_axis():
-    data = np.arange(2 * 3 * 4).reshape(2, 3, 4)
-    view = StackView(data, axis=2)
-    assert view.shape == (4, 2, 3) and view.num_frames == 4 and view.frame_shape == (2, 3)
-    np.testing.assert_array_equal(view[1], data[:, :, 1])
-    rgb = StackView(np.zeros((5, 6, 7, 3)), axis=0, rgb=True)
-    assert rgb.shape == (5, 6, 7, 3)
-    with pytest.raises(InputError, match="3D"):
-        StackView(np.zeros((2, 3, 4, 5)), axis=0)
 
 
 # --------------------------------------------------------------------------- prompts
@@ -109,32 +95,6 @@ def test_collect_prompts_and_clip():
 # --------------------------------------------------------------------------- plans
 
 
-def test_plan_propagation_starts_at_prompted_frames():
-    (fwd,) = plan_propagation("forward", {3, 5}, 0, 9)
-    assert (fwd.start, fwd.reverse, fwd.max_frames) == (3, False, 7)
-    fwd, bwd = plan_propagation("both", {3, 5}, 0, 9)
-    assert fwd.frames() == list(range(3, 10))
-    assert bwd.frames() == [5, 4, 3, 2, 1, 0]
-    # A range after the prompt: the pass crosses frames 1..3 but writes 4..6 only.
-    (fwd,) = plan_propagation("forward", {1}, 4, 6)
-    assert fwd.start == 1 and fwd.written() == 3
-    with pytest.raises(InputError, match="click"):
-        plan_propagation("both", set(), 0, 9)
-    with pytest.raises(InputError, match="backward"):
-        plan_propagation("backward", {1}, 4, 6)
-    with pytest.raises(InputError, match="direction"):
-        plan_propagation("sideways", {1}, 0, 6)
-
-
-def test_correction_plan_follows_the_side_it_was_reached_from():
-    (p,) = correction_plan(4, False, 0, 9)
-    assert (p.start, p.reverse, p.max_frames) == (4, False, 6)
-    (p,) = correction_plan(4, True, 0, 9)
-    assert (p.start, p.reverse, p.max_frames) == (4, True, 5)
-    assert len(correction_plan(4, None, 0, 9)) == 2
-    assert correction_plan(12, None, 0, 9) == []
-
-
 def test_controller_correction_bookkeeping():
     from napari_sam2.engine.session import FrameResult
 
@@ -159,8 +119,6 @@ def test_eta_and_messages():
     assert eta.text().startswith("1/10 frames") and eta.seconds_left() >= 0
     assert format_seconds(42) == "42 s" and format_seconds(185) == "3 min 05 s"
     assert format_seconds(3720) == "1 h 02 min"
-    assert one_line(CheckpointError("checkpoint: bad\nmore")) == "checkpoint: bad"
-    assert one_line(RuntimeError("CUDA out of memory")) == "RuntimeError: CUDA out of memory"
 
 
 # --------------------------------------------------------------------------- files
@@ -227,7 +185,7 @@ def test_session_computes_in_the_chosen_precision(monkeypatch):
 
     controller = Sam2Controller()
     controller.set_model(build_model("sam2.1_hiera_tiny", 64), "tiny", "cpu", "float32")
-    stack = StackView(np.zeros((2, 64, 64), np.uint8), axis=0)
+    stack = Stack(np.zeros((2, 64, 64), np.uint8), axis=0)
     session = controller.open_session(stack)
     assert session.dtype == torch.float32
     session.close()

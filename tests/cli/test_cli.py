@@ -15,13 +15,8 @@ import torch
 import napari_sam2.cli.app as cli
 from napari_sam2 import build_model
 from napari_sam2.evaluation.synthetic import make_timelapse
-from napari_sam2.files.prompt_files import (
-    BoxRow,
-    PointRow,
-    _umask,
-    write_boxes_csv,
-    write_points_csv,
-)
+from napari_sam2.files.atomic import umask as _umask
+from napari_sam2.files.prompt_files import BoxRow, PointRow, write_boxes_csv, write_points_csv
 
 OLD = b"an existing output file that must survive every failure\n"
 
@@ -153,7 +148,7 @@ def test_runtime_failure_is_exit_1_and_keeps_output(data, out, monkeypatch, caps
         raise RuntimeError("out of memory\nwith details")
 
     # Fails after the model is loaded and the temporary output exists.
-    monkeypatch.setattr("napari_sam2.files.prompt_files.apply_prompts", broken)
+    monkeypatch.setattr("napari_sam2.engine.replay.apply_prompts", broken)
     assert _segment(data, out, "--quiet") == 1
     assert "RuntimeError: out of memory with details" in _one_error_line(capsys)
     assert out.read_bytes() == OLD
@@ -330,26 +325,6 @@ def test_evaluate_table_json_and_ctc(data, tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def test_read_stack_folder_natural_order_and_channels(tmp_path):
-    folder = tmp_path / "frames"
-    folder.mkdir()
-    for t in (0, 2, 10):
-        tifffile.imwrite(folder / f"frame{t}.tif", np.full((8, 9), t, np.uint16))
-    (folder / "notes.txt").write_text("ignored")
-    stack = cli.read_stack(folder)
-    assert stack.data.shape == (3, 8, 9) and stack.frame_shape == (8, 9)
-    assert [int(stack.data[t][0, 0]) for t in range(3)] == [0, 2, 10]
-    assert stack.frames(1, 3).data[0][0, 0] == 2
-
-    tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((5, 8, 9, 3), np.uint8), photometric="rgb")
-    rgb = cli.read_stack(tmp_path / "rgb.tif")
-    assert rgb.channel_axis == 3 and rgb.frame_shape == (8, 9)
-    np.save(tmp_path / "tchw.npy", np.zeros((5, 2, 8, 9), np.float32))
-    assert cli.read_stack(tmp_path / "tchw.npy").channel_axis == 1
-    tifffile.imwrite(tmp_path / "one.tif", np.zeros((8, 9), np.uint16))
-    assert cli.read_stack(tmp_path / "one.tif").num_frames == 1
 
 
 def test_progress_text():

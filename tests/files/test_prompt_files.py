@@ -1,4 +1,4 @@
-"""The prompts file format: CSV points/boxes, napari exports, mask TIFFs, apply_prompts."""
+"""The prompts file format: CSV points/boxes, napari exports, mask TIFFs; replaying them."""
 
 from __future__ import annotations
 
@@ -6,24 +6,22 @@ import numpy as np
 import pytest
 import tifffile
 
+from napari_sam2.engine.replay import apply_prompts
 from napari_sam2.errors import InputError
 from napari_sam2.files.prompt_files import (
     BoxRow,
     PointRow,
     Prompts,
-    apply_prompts,
     check_prompts,
     read_boxes_csv,
-    read_label_tiff,
     read_points_csv,
     read_prompts,
-    read_tiff_array,
     select_frames,
     write_boxes_csv,
-    write_label_tiff,
     write_points_csv,
     write_prompts,
 )
+from napari_sam2.files.tiff import read_label_tiff, read_tiff_array, write_label_tiff
 
 POINTS = (
     PointRow(0, 10.0, 20.5, 1, 1),
@@ -228,14 +226,15 @@ def test_apply_prompts_order_and_clear_flags():
     masks[3, 5:6, 5:6] = 4
     session = FakeSession()
     results = apply_prompts(session, Prompts(points, boxes, masks))
+    # One (frame, object) at a time: boxed keys first, then clicked ones, then masks.
     assert session.calls == [
         ("box", 0, 1, (0, 0, 10, 10)),
-        # first click of (frame 1, object 2): fresh; then added to it
-        ("points", 1, 2, [(5, 6)], [1], True),
-        ("points", 1, 2, [(7, 8)], [0], False),
         # (frame 0, object 1) has a box: even its first click keeps it
         ("points", 0, 1, [(1, 2)], [1], False),
         ("points", 0, 1, [(3, 4)], [0], False),
+        # first click of (frame 1, object 2): fresh; then added to it
+        ("points", 1, 2, [(5, 6)], [1], True),
+        ("points", 1, 2, [(7, 8)], [0], False),
         ("mask", 3, 4, 1),
         ("mask", 3, 9, 6),
     ]

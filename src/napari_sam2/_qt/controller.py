@@ -15,78 +15,35 @@ stack axis (time or z).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import re
 import time
 import uuid
 from collections.abc import Collection, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, Sam2Error
+from ..engine.plans import DIRECTIONS, PropagationPass, correction_passes, plan_passes  # noqa: F401
+from ..engine.prompts import FramePrompt, extends  # noqa: F401
+from ..errors import InputError
+from ..files.session_files import (  # noqa: F401
+    LABELS_FILE,
+    SESSION_FILE,
+    SESSION_VERSION,
+    default_session_folder,
+    free_folder,
+    read_session_json,
+    session_id_of,
+    write_session_json,
+)
+from ..files.stacks import Stack, frame_index  # noqa: F401
 
-SESSION_VERSION = 1
-SESSION_FILE = "session.json"
-LABELS_FILE = "labels.tif"
-DIRECTIONS = ("forward", "backward", "both")
 STACK_KINDS = ("time", "z")
 
 Key = tuple[int, int]  # (frame, object id)
 
 
 # --------------------------------------------------------------------------- frames
-
-
-class StackView:
-    """A lazy view of an array with the stack axis moved first.
-
-    Indexing ``view[t]`` reads one frame from the underlying array (numpy,
-    dask, zarr...), so the engine never loads the whole stack. ``rgb`` arrays
-    keep their trailing channel axis.
-    """
-
-    def __init__(self, data, axis: int, rgb: bool = False) -> None:
-        shape = tuple(int(s) for s in data.shape)
-        spatial = len(shape) - (1 if rgb else 0)
-        if spatial != 3:
-            kind = "RGB " if rgb else ""
-            raise InputError(
-                f"image: expected a 3D {kind}stack (frames, rows, cols), got shape {shape}; "
-                "pick a layer with one time or z axis"
-            )
-        if not 0 <= axis < spatial:
-            raise InputError(f"stack axis: must be 0, 1 or 2, got {axis}")
-        self.data = data
-        self.axis = axis
-        self.rgb = rgb
-        rest = [s for i, s in enumerate(shape[:spatial]) if i != axis]
-        self.shape = (shape[axis], *rest, *shape[spatial:])
-        self.dtype = getattr(data, "dtype", None)
-
-    @property
-    def num_frames(self) -> int:
-        return self.shape[0]
-
-    @property
-    def frame_shape(self) -> tuple[int, int]:
-        return self.shape[1], self.shape[2]
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, t):
-        if not isinstance(t, (int, np.integer)):
-            raise TypeError("StackView supports integer frame indices only")
-        return np.asarray(self.data[frame_index(self.axis, t)])
-
-
-def frame_index(axis: int, frame: int) -> tuple:
-    """Index tuple selecting ``frame`` along ``axis`` (the remaining axes whole)."""
-    return (slice(None),) * axis + (int(frame),)
 
 
 def merge_labels(
@@ -118,36 +75,6 @@ def label_write(
 
 
 # --------------------------------------------------------------------------- prompts
-
-
-@dataclass(frozen=True, eq=False)
-class FramePrompt:
-    """All prompts of one object on one frame.
-
-    ``points`` (N, 2) (row, col) with ``labels`` 1/0; ``box`` (row0, col0,
-    row1, col1) or None; ``mask`` (H, W) bool or None. They are replayed in
-    the order mask, box, clicks: each refines the one before.
-    """
-
-    points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
-    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
-    box: tuple[float, float, float, float] | None = None
-    mask: np.ndarray | None = None
-
-    @property
-    def empty(self) -> bool:
-        return len(self.labels) == 0 and self.box is None and self.mask is None
-
-    def signature(self) -> bytes:
-        """A digest that changes whenever any prompt changes (to find edited frames)."""
-        h = hashlib.sha1()
-        h.update(np.round(np.asarray(self.points, np.float64), 3).tobytes())
-        h.update(np.asarray(self.labels, np.int64).tobytes())
-        h.update(repr(None if self.box is None else tuple(round(v, 3) for v in self.box)).encode())
-        if self.mask is not None:
-            h.update(repr(self.mask.shape).encode())
-            h.update(np.packbits(self.mask.astype(bool)).tobytes())
-        return h.digest()
 
 
 def group_points(coords, labels, objs, axis: int) -> dict[Key, tuple[np.ndarray, np.ndarray]]:
@@ -211,19 +138,6 @@ def changed_keys(
     )
 
 
-def extends(before: FramePrompt, after: FramePrompt) -> bool:
-    """True when ``after`` only adds clicks to ``before`` (same box, no mask, same earlier clicks)."""
-    if before.mask is not None or after.mask is not None or before.box != after.box:
-        return False
-    n = len(before.labels)
-    if n == 0 or len(after.labels) <= n:
-        return False
-    return bool(
-        np.array_equal(after.labels[:n], before.labels)
-        and np.allclose(after.points[:n], before.points, atol=1e-3)
-    )
-
-
 def clip_to_frame(prompt: FramePrompt, hw: tuple[int, int], slack: float = 1.0) -> FramePrompt:
     """Pull prompts that fall just outside the frame back onto it.
 
@@ -249,86 +163,6 @@ def clip_to_frame(prompt: FramePrompt, hw: tuple[int, int], slack: float = 1.0) 
 
 
 # --------------------------------------------------------------------------- propagation plans
-
-
-@dataclass(frozen=True)
-class PropagationPass:
-    """One engine pass: from ``start`` over ``max_frames`` frames, forward or backward.
-
-    Results outside ``[first, last]`` (frames crossed to reach the range) are
-    computed but not written.
-    """
-
-    start: int
-    reverse: bool
-    max_frames: int
-    first: int
-    last: int
-
-    def frames(self) -> list[int]:
-        step = -1 if self.reverse else 1
-        return list(range(self.start, self.start + step * self.max_frames, step))
-
-    def written(self) -> int:
-        """How many of this pass's frames fall in the range."""
-        return sum(self.first <= f <= self.last for f in self.frames())
-
-
-def plan_propagation(
-    direction: str, prompted: Collection[int], first: int, last: int
-) -> list[PropagationPass]:
-    """Passes that track from the prompted frames over ``[first, last]``.
-
-    Forward starts at the earliest prompted frame in the range (or the latest
-    one before it); backward at the latest one in the range (or the earliest
-    one after it). "both" is forward, then backward.
-    """
-    if direction not in DIRECTIONS:
-        raise InputError(f"direction: must be forward, backward or both, got {direction!r}")
-    if first > last:
-        raise InputError(f"range: first frame {first} is after last frame {last}")
-    frames = sorted(set(int(f) for f in prompted))
-    if not frames:
-        raise InputError("prompts: nothing to propagate; click on an object first")
-    passes = []
-    if direction in ("forward", "both"):
-        inside = [f for f in frames if first <= f <= last]
-        before = [f for f in frames if f < first]
-        start = inside[0] if inside else (before[-1] if before else None)
-        if start is None:
-            raise InputError(
-                f"range: no prompt at or before frame {last} to propagate forward from"
-            )
-        passes.append(PropagationPass(start, False, last - start + 1, first, last))
-    if direction in ("backward", "both"):
-        inside = [f for f in frames if first <= f <= last]
-        after = [f for f in frames if f > last]
-        start = inside[-1] if inside else (after[0] if after else None)
-        if start is None:
-            raise InputError(
-                f"range: no prompt at or after frame {first} to propagate backward from"
-            )
-        passes.append(PropagationPass(start, True, start - first + 1, first, last))
-    return passes
-
-
-def correction_plan(
-    frame: int, reached_reverse: bool | None, first: int, last: int
-) -> list[PropagationPass]:
-    """Re-propagation after a correction on ``frame``.
-
-    A frame that propagation reached going forward is re-tracked forward from
-    it, one reached going backward backward; ``None`` (a prompted frame)
-    re-tracks both ways. Frames outside the range are left alone.
-    """
-    if not first <= frame <= last:
-        return []
-    passes = []
-    if reached_reverse is not True and frame < last:
-        passes.append(PropagationPass(frame, False, last - frame + 1, first, last))
-    if reached_reverse is not False and frame > first:
-        passes.append(PropagationPass(frame, True, frame - first + 1, first, last))
-    return passes
 
 
 class Eta:
@@ -365,72 +199,7 @@ def format_seconds(seconds: float) -> str:
     return f"{s // 3600} h {(s % 3600) // 60:02d} min"
 
 
-def empty_result(session, frame: int):
-    """A FrameResult with no objects (every object left the session)."""
-    from ..engine.session import FrameResult
-
-    h, w = session.frame_shape
-    return FrameResult(frame, (), np.zeros((0, h, w), np.float32), np.zeros(0, np.float32))
-
-
-def one_line(exc: BaseException) -> str:
-    """A user-facing one-line message: Sam2Error messages as is, others with their type."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if isinstance(exc, Sam2Error):
-        return text or type(exc).__name__
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 # --------------------------------------------------------------------------- session files
-
-
-def default_session_folder(image_path: str | None, layer_name: str) -> Path:
-    """``<image dir>/<layer>_sam2_session`` when the image came from a file, else the cache."""
-    safe = re.sub(r"[^\w.-]+", "_", layer_name).strip("_.") or "image"
-    if image_path:
-        return Path(image_path).expanduser().resolve().parent / f"{safe}_sam2_session"
-    from ..weights.registry import cache_dir
-
-    return cache_dir() / "sessions" / f"{safe}_sam2_session"
-
-
-def read_session_json(folder: str | os.PathLike) -> dict:
-    """The parsed ``session.json`` of a session folder; InputError if missing or unreadable."""
-    path = Path(folder) / SESSION_FILE
-    if not path.is_file():
-        raise InputError(f"session: {folder} holds no {SESSION_FILE}; not a napari-sam2 session")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"session: cannot read {path}: {one_line(exc)}") from exc
-    if not isinstance(meta, dict) or "objects" not in meta:
-        raise InputError(f"session: {path} is not a napari-sam2 session file")
-    return meta
-
-
-def session_id_of(folder: str | os.PathLike) -> str | None:
-    """The id stored in a folder's session.json, or None when there is none."""
-    try:
-        return str(read_session_json(folder).get("session_id") or "") or None
-    except InputError:
-        return None
-
-
-def free_folder(folder: Path, current_id: str) -> Path:
-    """``folder``, or ``folder_2``, ``folder_3``... : the first that holds no other session."""
-    candidate, n = folder, 1
-    while (candidate / SESSION_FILE).exists() and session_id_of(candidate) != current_id:
-        n += 1
-        candidate = folder.with_name(f"{folder.name}_{n}")
-    return candidate
-
-
-def write_session_json(folder: Path, meta: dict) -> Path:
-    path = folder / SESSION_FILE
-    tmp = folder / (SESSION_FILE + ".part")
-    tmp.write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
 
 
 # --------------------------------------------------------------------------- controller
@@ -449,7 +218,7 @@ class Sam2Controller:
         self.device = "auto"
         self.precision = "float32"
         self.session = None
-        self.stack: StackView | None = None
+        self.stack: Stack | None = None
         self.stack_kind = "time"
         self.objects: dict[int, str] = {}
         self.masks: dict[Key, np.ndarray] = {}
@@ -467,11 +236,10 @@ class Sam2Controller:
         ``progress(done_bytes, total_bytes)`` reports a download.
         """
         from ..weights.loading import load_model, resolve_device
-        from ..weights.registry import resolve_checkpoint
 
-        dev = resolve_device(device)
-        path = resolve_checkpoint(os.fspath(source), progress=progress)
-        return load_model(path, device=dev, image_size=image_size)
+        return load_model(
+            os.fspath(source), resolve_device(device), image_size=image_size, progress=progress
+        )
 
     def set_model(self, model, source: str, device: str, precision: str) -> None:
         """Install a loaded model (UI thread); the old session is closed."""
@@ -481,7 +249,7 @@ class Sam2Controller:
         self.device = device
         self.precision = precision
 
-    def open_session(self, stack: StackView):
+    def open_session(self, stack: Stack):
         """A new VideoSession over ``stack`` (worker thread); returns it."""
         from ..engine.session import VideoSession
 
@@ -489,7 +257,7 @@ class Sam2Controller:
             raise InputError("model: load a model first")
         return VideoSession(self.model, stack, dtype=self.precision)
 
-    def set_session(self, session, stack: StackView) -> None:
+    def set_session(self, session, stack: Stack) -> None:
         """Install a session (UI thread); the prompts must be applied to it again."""
         self.close_session()
         self.session = session
@@ -525,6 +293,8 @@ class Sam2Controller:
         leaves the session. Returns the frame's FrameResult (None if nothing
         ran) and the ids that left.
         """
+        from ..engine.replay import replay_frame
+
         session = self._need_session()
         result, gone = None, set()
         for obj, prompt, before, has_others in items:
@@ -534,36 +304,19 @@ class Sam2Controller:
                 gone |= left
                 continue
             prompt = clip_to_frame(prompt, session.frame_shape)
-            result = self._replay(session, frame, obj, prompt, before)
+            result = replay_frame(session, frame, obj, prompt, before)
         return result, gone
 
-    def _replay(self, session, frame: int, obj: int, prompt: FramePrompt, before):
-        """Prompt the session like :func:`prompt_io.apply_prompts` replays a saved session.
-
-        New clicks that extend the ones the session has are added one by one
-        (each refines the mask); any other edit replays the frame: the mask
-        alone, or the box then every click in order.
-        """
-        if prompt.mask is not None:
-            return session.add_mask(frame, obj, prompt.mask)
-        known = 0 if before is None or not extends(before, prompt) else len(before.labels)
-        result = None
-        if known == 0 and prompt.box is not None:
-            result = session.add_box(frame, obj, prompt.box)
-        for i in range(known, len(prompt.labels)):
-            clear = i == 0 and prompt.box is None
-            point, label = prompt.points[i : i + 1], prompt.labels[i : i + 1]
-            result = session.add_points(frame, obj, point, label, clear=clear)
-        return result
-
     def _drop_prompt(self, session, frame: int, obj: int, has_others: bool):
+        from ..engine.session import FrameResult
+
         if obj not in session.obj_ids:
             return None, set()
         if has_others:
             return session.clear_frame(frame, obj), set()
         results = session.remove_object(obj)
         mine = [r for r in results if r.frame == frame]
-        return (mine[0] if mine else empty_result(session, frame)), {obj}
+        return (mine[0] if mine else FrameResult.empty(frame, session.frame_shape)), {obj}
 
     def remove_object(self, obj: int) -> list:
         """Forget an object in the session (worker thread); results of its prompt frames."""

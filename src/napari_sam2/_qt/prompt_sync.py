@@ -10,11 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError, Sam2Error
-from .controller import (
-    StackView,
-    changed_keys,
-    collect_prompts,
-)
+from ..files.stacks import Stack
+from .controller import changed_keys, collect_prompts
 from .jobs import Job
 from .layers import (
     ensure_boxes,
@@ -28,7 +25,6 @@ from .layers import (
     style_boxes,
     style_points,
 )
-from .propagation import predicted_ids
 
 
 class PromptsMixin:
@@ -203,7 +199,7 @@ class PromptsMixin:
             return
         data, rgb = image_frames(self.image)
         try:
-            stack = StackView(data, self.axis, rgb)
+            stack = Stack(data, self.axis, rgb=rgb)
         except Sam2Error as exc:
             self._error(exc)
             return
@@ -218,7 +214,7 @@ class PromptsMixin:
             session = self.controller.open_session(stack)
             made.append(session)
             if prompts is not None and not prompts.is_empty:
-                from ..files.prompt_files import apply_prompts
+                from ..engine.replay import apply_prompts
 
                 apply_prompts(session, prompts)
             return session
@@ -360,7 +356,7 @@ class PromptsMixin:
         for obj in gone:
             self.controller.reached.pop(obj, None)
         if result is not None:
-            self._write(result, predicted_ids(result) | set(gone))
+            self._write(result, result.predicted_ids() | set(gone))
 
     def _preview_failed(self, exc, keys) -> None:
         for key in keys:  # the session may hold part of it: retry on the next edit
@@ -448,7 +444,7 @@ class PromptsMixin:
             return
         with self.labels.block_history():  # one undo step for the whole removal
             for result in results:
-                self._write(result, predicted_ids(result) | {obj})
+                self._write(result, result.predicted_ids() | {obj})
             where = np.nonzero(np.asarray(self.labels.data) == obj)
             if where[0].size:
                 self.labels.data_setitem(where, 0)

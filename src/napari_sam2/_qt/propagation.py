@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..engine.plans import merge_corrections
 from ..errors import Sam2Error
-from .controller import Eta, correction_plan, frame_index, label_write
+from .controller import Eta, frame_index, label_write
 from .jobs import Job
 
 
@@ -38,13 +39,7 @@ class PropagationMixin:
 
     def _repropagate(self, corrections) -> None:
         lo, hi = self.controller.last_range or (0, self._num_frames() - 1)
-        passes = []
-        for frame, reverse in corrections:
-            passes += correction_plan(frame, reverse, lo, hi)
-        fwd = [p for p in passes if not p.reverse]
-        bwd = [p for p in passes if p.reverse]
-        merged = [min(fwd, key=lambda p: p.start)] if fwd else []
-        merged += [max(bwd, key=lambda p: p.start)] if bwd else []
+        merged = merge_corrections(corrections, lo, hi)
         if merged:
             self._submit_propagation("repropagate", merged)
 
@@ -77,7 +72,7 @@ class PropagationMixin:
 
     def _frame_arrived(self, item) -> None:
         result, reverse = item
-        self._write(result, predicted_ids(result))
+        self._write(result, result.predicted_ids())
         self.controller.record_reached(result, reverse)
         if self._eta is not None and result.frame not in self._seen_frames:
             self._seen_frames.add(result.frame)
@@ -99,17 +94,3 @@ class PropagationMixin:
                 self._autosave()
             except (Sam2Error, OSError) as exc:
                 self._error(exc)
-
-
-def predicted_ids(result) -> set[int]:
-    """Objects that have a prediction on the result's frame.
-
-    The engine reports an object it has nothing for on a frame (no prompt there
-    and not propagated there, e.g. after a session was reloaded) with the
-    score NO_OBJECT_LOGIT. Such an object's pixels on that frame (saved or
-    painted) must stay: only objects with a prediction own their pixels.
-    """
-    from ..modeling.sam2 import NO_OBJECT_LOGIT
-
-    scores = np.asarray(result.object_scores, dtype=np.float64)
-    return {o for o, s in zip(result.obj_ids, scores, strict=True) if s != NO_OBJECT_LOGIT}

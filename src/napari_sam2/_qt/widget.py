@@ -22,13 +22,12 @@ import numpy as np
 from qtpy.QtCore import QEvent, QSize, Qt, Signal
 from qtpy.QtWidgets import QScrollArea, QVBoxLayout, QWidget
 
-from ..errors import InputError, Sam2Error
+from ..engine.plans import plan_passes
+from ..errors import InputError, Sam2Error, one_line
 from .controller import (
     LABELS_FILE,
     Sam2Controller,
     frame_index,
-    one_line,
-    plan_propagation,
     read_session_json,
     session_id_of,
 )
@@ -228,7 +227,7 @@ class Sam2Widget(PromptsMixin, PropagationMixin, SessionMixin, QWidget):
         lo = lo if first is None else int(first)
         hi = hi if last is None else int(last)
         self.controller.last_range = (lo, hi)
-        passes = plan_propagation(direction, self.controller.prompted_frames(), lo, hi)
+        passes = plan_passes(direction, self.controller.prompted_frames(), lo, hi)
         self._submit_propagation("propagate", passes)
         self._maybe_wait(wait)
 

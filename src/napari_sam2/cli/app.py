@@ -18,9 +18,7 @@ import json
 import math
 import os
 import re
-import shutil
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Sequence
@@ -31,30 +29,16 @@ from typing import TextIO
 import numpy as np
 
 from .. import __version__
-from ..errors import CheckpointError, InputError, Sam2Error
-from ..files.prompt_files import (
-    Prompts,
-    _set_new_file_mode,
-    _umask,
-    check_prompts,
-    label_tiff_options,
-    read_label_tiff,
-    read_prompts,
-    read_tiff_array,
-    select_frames,
-)
+from ..engine.plans import DIRECTIONS, check_direction, plan_passes
+from ..errors import CheckpointError, InputError, one_line
+from ..files.atomic import atomic_path, scratch_path
+from ..files.ctc import export_ctc
+from ..files.prompt_files import Prompts, check_prompts, read_prompts, select_frames
+from ..files.stacks import Stack, StackReadError, TiffFolder, read_stack
+from ..files.tiff import label_tiff_options, read_label_tiff
 
 PROG = "napari-sam2"
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-_TIFF_SUFFIXES = (".tif", ".tiff")
-
-
-class StackReadError(Sam2Error):
-    """A frame of the input could not be read while segmenting (bad input, exit 2).
-
-    Not an InputError on purpose: the frame reader reports InputErrors raised
-    while reading as bad pixel values, which would hide the real reason.
-    """
 
 
 class _UsageError(Exception):
@@ -168,183 +152,6 @@ def _clock(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-# --------------------------------------------------------------------------- reading stacks
-
-
-class TiffFolder:
-    """A folder of single-frame TIFFs as a lazy (T, H, W[, C]) array; frame t is file t.
-
-    Files are sorted by name with numbers compared as numbers (``frame2`` before
-    ``frame10``). Only headers are read up front; pixels are read on indexing.
-    """
-
-    def __init__(self, folder: str | os.PathLike, files: Sequence[Path] | None = None) -> None:
-        self.folder = Path(folder)
-        if files is None:
-            files = sorted(
-                (p for p in self.folder.iterdir() if p.suffix.lower() in _TIFF_SUFFIXES),
-                key=lambda p: _natural_key(p.name),
-            )
-            if not files:
-                raise InputError(f"input: the folder {self.folder} holds no .tif/.tiff files")
-        self.files = list(files)
-        first, _ = read_tiff_array(self.files[0], mmap=True)
-        self.frame_shape, self.dtype = tuple(first.shape), first.dtype
-        self.shape = (len(self.files), *self.frame_shape)
-        self.ndim = len(self.shape)
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def _read(self, t: int) -> np.ndarray:
-        path = self.files[t]
-        try:
-            frame, _ = read_tiff_array(path)
-        except InputError as exc:
-            raise StackReadError(f"input: frame {t}: {exc}") from None
-        if frame.shape != self.frame_shape or frame.dtype != self.dtype:
-            raise StackReadError(
-                f"input: frame {t} ({path.name}) is {frame.shape} {frame.dtype}, "
-                f"the first frame is {self.frame_shape} {self.dtype}"
-            )
-        return frame
-
-    def __getitem__(self, key):
-        key = key if isinstance(key, tuple) else (key,)
-        head, rest = key[0], key[1:]
-        if isinstance(head, slice):
-            frames = [self._read(t) for t in range(*head.indices(len(self)))]
-            stack = np.stack(frames) if frames else np.zeros((0, *self.frame_shape), self.dtype)
-            return stack[(slice(None), *rest)]
-        t = int(head)
-        if not -len(self) <= t < len(self):
-            raise IndexError(f"frame {t} out of range for {len(self)} frames")
-        return self._read(t % len(self))[rest]
-
-    def __array__(self, dtype=None, copy=None):
-        arr = self[:]
-        return arr if dtype is None else arr.astype(dtype)
-
-    def subset(self, start: int, stop: int) -> TiffFolder:
-        """Frames start..stop-1 as a new lazy folder stack."""
-        return TiffFolder(self.folder, self.files[start:stop])
-
-
-def _natural_key(name: str):
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
-
-
-@dataclass(frozen=True)
-class Stack:
-    """An input stack, lazily read, with time on axis 0.
-
-    ``data``: (T, H, W) or (T, H, W, C) array-like (memory map, folder reader or
-    array); ``channel_axis``: the axis of ``data`` holding channels, or None.
-    """
-
-    data: object
-    path: Path
-    channel_axis: int | None = None
-
-    @property
-    def num_frames(self) -> int:
-        return int(self.data.shape[0])
-
-    @property
-    def frame_shape(self) -> tuple[int, int]:
-        """(H, W) in pixels."""
-        spatial = [n for i, n in enumerate(self.data.shape[1:], 1) if i != self.channel_axis]
-        return int(spatial[0]), int(spatial[1])
-
-    def frames(self, start: int, stop: int) -> Stack:
-        """Frames start..stop-1 (a lazy view)."""
-        data = self.data
-        data = data.subset(start, stop) if isinstance(data, TiffFolder) else data[start:stop]
-        return Stack(data, self.path, self.channel_axis)
-
-
-def read_stack(path: str | os.PathLike, time_axis: int | None = None) -> Stack:
-    """Open a TIFF / OME-TIFF, a ``.npy`` file or a folder of TIFF frames, lazily.
-
-    TIFFs and ``.npy`` files are memory-mapped when their layout allows (else
-    read). ``time_axis`` (default 0) is moved to the front. The result is
-    (T, H, W) or (T, H, W, C); a single 2D image is one frame. The channel
-    axis of 4D data is tifffile's ``C``/``S`` axis, else the last axis when it
-    has at most 4 entries, else axis 1 likewise.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"input: no such file or folder: {path}")
-    axes = ""
-    if path.is_dir():
-        data = TiffFolder(path)
-        axes = "T" + ("YXS" if len(data.frame_shape) == 3 else "YX")
-    elif path.suffix.lower() == ".npy":
-        data = _read_npy(path)
-    else:
-        data, axes = read_tiff_array(path, mmap=True)
-    return _arrange(data, path, axes, time_axis)
-
-
-def _read_npy(path: Path) -> np.ndarray:
-    try:
-        data = np.load(path, mmap_mode="r", allow_pickle=False)
-    except Exception as exc:  # truncated files, pickles, foreign formats
-        raise InputError(f"input: cannot read {path} as a .npy array ({_one_line(exc)})") from None
-    if not isinstance(data, np.ndarray):
-        raise InputError(f"input: {path} holds no single array")
-    return data
-
-
-def _arrange(data, path: Path, axes: str, time_axis: int | None) -> Stack:
-    dtype = np.dtype(data.dtype)
-    if dtype.kind not in "biuf":  # bool, integers, floats
-        raise InputError(f"input: {path} holds {dtype} data, not real-valued pixels")
-    ndim = len(data.shape)
-    if ndim == 2:
-        data, axes, ndim = data[None], "T" + axes if axes else "", 3
-    if ndim not in (3, 4):
-        raise InputError(
-            f"input: {path} has shape {tuple(data.shape)} ({axes or 'axes unknown'}); "
-            "expected (T, H, W) or (T, H, W, C)"
-        )
-    if time_axis is not None:
-        if not -ndim <= time_axis < ndim:
-            raise InputError(f"--time-axis: {time_axis} is not an axis of shape {data.shape}")
-        if isinstance(data, TiffFolder):
-            if time_axis % ndim != 0:
-                raise InputError("--time-axis: a folder of frames has time on axis 0")
-        else:
-            data = np.moveaxis(data, time_axis, 0)
-            if len(axes) == ndim:
-                order = list(axes)
-                order.insert(0, order.pop(time_axis))
-                axes = "".join(order)
-    channel_axis = _channel_axis(data.shape, axes) if ndim == 4 else None
-    if ndim == 4 and channel_axis is None:
-        raise InputError(
-            f"input: cannot tell the channel axis of shape {tuple(data.shape)} "
-            f"({axes or 'axes unknown'}); expected (T, H, W) or (T, H, W, C) with C <= 4"
-        )
-    if data.shape[0] < 1:
-        raise InputError(f"input: {path} has no frames")
-    return Stack(data, path, channel_axis)
-
-
-def _channel_axis(shape: tuple[int, ...], axes: str) -> int | None:
-    if len(axes) == len(shape):
-        for code in "CS":
-            if code in axes[1:]:
-                return axes.index(code, 1)
-        if "Z" in axes[1:]:
-            return None  # a z-stack over time: not supported
-    if shape[3] <= 4:
-        return 3
-    if shape[1] <= 4:
-        return 1
-    return None
-
-
 def parse_frame_range(text: str, num_frames: int) -> tuple[int, int]:
     """``"A:B"`` (either end may be left out) -> (start, stop) with 0 <= start < stop <= T."""
     match = re.fullmatch(r"\s*(\d*)\s*:\s*(\d*)\s*", text or "")
@@ -409,48 +216,15 @@ def check_output(out: Path, fmt: str, option: str = "--out") -> None:
         raise InputError(f"{option}: {out} is a file; --format ctc writes a folder")
 
 
-def _temp_path(out: Path, suffix: str) -> Path:
-    """A new empty file next to ``out`` (same file system, so os.replace is atomic)."""
-    try:
-        fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=suffix, dir=out.parent)
-    except OSError as exc:
-        raise InputError(f"--out: cannot write in {out.parent} ({exc.strerror or exc})") from None
-    os.close(fd)
-    _set_new_file_mode(Path(name))
-    return Path(name)
-
-
-def _start_frames(prompts: Prompts) -> tuple[int, int]:
-    frames = prompts.frames()
-    return frames[0], frames[-1]
-
-
-def _passes(direction: str, first: int, last: int, num_frames: int) -> list[tuple[int, bool, int]]:
-    """(start frame, reverse, number of frames) per propagation pass.
-
-    forward: from the first prompted frame to the end; backward: from the last
-    prompted frame to frame 0; both: forward, then backward from the first
-    prompted frame (as ``VideoSession.segment``).
-    """
-    if direction == "forward":
-        return [(first, False, num_frames - first)]
-    if direction == "backward":
-        return [(last, True, last + 1)]
-    return [(first, False, num_frames - first), (first, True, first + 1)]
-
-
 def _load_model(model: str, device, image_size: int, quiet: bool):
-    """Resolve a registry name (downloading with a progress bar) or a path; load it."""
+    """Load a checkpoint path or registry name (downloading with a progress bar)."""
     from ..weights.loading import load_model
-    from ..weights.registry import REGISTRY, resolve_checkpoint
 
-    source: object = model
-    if model in REGISTRY:
-        bar = Progress(None, f"download {model}", unit="B", enabled=not quiet)
-        source = resolve_checkpoint(model, progress=lambda done, total: bar.set(done, total))
-        if bar.done:
-            bar.close()
-    return load_model(source, device=device, image_size=image_size)
+    bar = Progress(None, f"download {model}", unit="B", enabled=not quiet)
+    net = load_model(model, device, image_size, progress=lambda done, total: bar.set(done, total))
+    if bar.done:
+        bar.close()
+    return net
 
 
 def run_segment(
@@ -476,8 +250,7 @@ def run_segment(
     file next to ``out`` and moved into place at the end, so an existing
     ``out`` is untouched by any failure.
     """
-    if direction not in ("forward", "backward", "both"):
-        raise InputError(f"--direction: must be forward, backward or both, got {direction!r}")
+    check_direction(direction, "--direction")
     if fmt not in ("tiff", "ctc"):
         raise InputError(f"--format: must be tiff or ctc, got {fmt!r}")
     out = Path(out)
@@ -491,8 +264,11 @@ def run_segment(
     check_output(out, fmt)
 
     started = time.monotonic()
-    tmp = _temp_path(out, ".tif")
-    try:
+    if fmt == "tiff":
+        write = atomic_path(out, ".tif", option="--out")  # replaces ``out`` only when complete
+    else:
+        write = scratch_path(out, ".tif", option="--out")  # the labels, before the CTC export
+    with write as tmp:
         from ..engine.precision import resolve_dtype
         from ..weights.loading import resolve_device
 
@@ -501,12 +277,8 @@ def run_segment(
         net = _load_model(model, dev, image_size, quiet)
         labels = _segment_to_file(net, selected, prompt_set, direction, dtype, tmp, quiet)
         if fmt == "ctc":
-            _write_ctc_atomically(labels, out)
+            export_ctc(labels, out)
         del labels  # close the memory map before the file is moved or removed
-        if fmt == "tiff":
-            os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     seconds = time.monotonic() - started
     n = selected.num_frames
     return SegmentSummary(out, n, selected.frame_shape, ids, seconds, n / max(seconds, 1e-9))
@@ -521,54 +293,25 @@ def _segment_to_file(
     """
     import tifffile
 
+    from ..engine.replay import apply_prompts
     from ..engine.session import VideoSession
-    from ..files.prompt_files import apply_prompts
 
     shape = (stack.num_frames, *stack.frame_shape)
     labels = tifffile.memmap(tmp, shape=shape, dtype=np.int32, **label_tiff_options(shape))
-    first, last = _start_frames(prompts)
-    passes = _passes(direction, first, last, stack.num_frames)
-    bar = Progress(sum(n for _, _, n in passes), "segment", enabled=not quiet)
-    with VideoSession(net, stack.data, channel_axis=stack.channel_axis, dtype=dtype) as session:
+    passes = plan_passes(direction, prompts.frames(), 0, stack.num_frames - 1)
+    bar = Progress(sum(p.written() for p in passes), "segment", enabled=not quiet)
+    with VideoSession(net, stack, channel_axis=stack.channel_axis, dtype=dtype) as session:
         try:
             apply_prompts(session, prompts)
         except InputError as exc:
             raise InputError(f"prompts: {exc}") from None
-        for start, reverse, _ in passes:
-            for result in session.propagate(start, reverse=reverse):
+        for p in passes:
+            for result in session.propagate(p.start, reverse=p.reverse, max_frames=p.max_frames):
                 labels[result.frame] = result.label_image()
                 bar.update()
     bar.close()
     labels.flush()
     return labels
-
-
-_CTC_NAME = re.compile(r"^(mask\d{3,4}\.tif|res_track\.txt)$")
-
-
-def _write_ctc_atomically(labels: np.ndarray, out: Path) -> None:
-    """Export to a temporary folder first; only a complete export replaces ``out``'s CTC files.
-
-    A new ``out`` appears with one rename. In an existing folder the old CTC
-    files (``maskNNN.tif``, ``res_track.txt``) are swapped for the new ones;
-    other files there are kept.
-    """
-    from ..evaluation.metrics import write_ctc
-
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    os.chmod(tmp_dir, 0o777 & ~_umask())  # mkdtemp's 0700 would stick to a new ``out``
-    try:
-        write_ctc(np.asarray(labels), tmp_dir)
-        if not out.exists():
-            os.replace(tmp_dir, out)
-            return
-        for old in out.iterdir():
-            if _CTC_NAME.match(old.name):
-                old.unlink()
-        for new in tmp_dir.iterdir():
-            os.replace(new, out / new.name)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- models
@@ -591,11 +334,12 @@ def list_models(stream: TextIO) -> None:
 
 def download_model(name: str, quiet: bool = False) -> Path:
     """Fetch one registry checkpoint into the cache (progress bar on stderr)."""
-    from ..weights.registry import download, get_entry
+    from ..weights.loading import download_checkpoint
+    from ..weights.registry import get_entry
 
     entry = get_entry(name)
     bar = Progress(entry.size, f"download {name}", unit="B", enabled=not quiet)
-    path = download(entry, progress=lambda done, total: bar.set(done, total))
+    path = download_checkpoint(entry, progress=lambda done, total: bar.set(done, total))
     if bar.done:
         bar.close()
     return path
@@ -642,12 +386,8 @@ def format_scores(report: dict) -> str:
 
 def _write_json(path: Path, data: dict) -> None:
     check_output(path, "json", "--json")
-    tmp = _temp_path(path, ".json")
-    try:
+    with atomic_path(path, ".json", option="--json") as tmp:
         tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- view
@@ -718,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", required=True, help="checkpoint name (see 'napari-sam2 models') or .pt path"
     )
     seg.add_argument("--out", required=True, help="output .tif (or folder with --format ctc)")
-    seg.add_argument("--direction", choices=("forward", "backward", "both"), default="both")
+    seg.add_argument("--direction", choices=DIRECTIONS, default="both")
     seg.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     seg.add_argument(
         "--dtype",
@@ -818,17 +558,6 @@ def _cmd_evaluate(args) -> int:
 # --------------------------------------------------------------------------- main
 
 
-def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, Sam2Error):
-        text = str(exc)
-    elif isinstance(exc, OSError) and exc.strerror:
-        text = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
-    else:
-        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    text = " ".join(text.split())
-    return text if len(text) <= 600 else text[:597] + "..."
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (the console script exits with it)."""
     parser = build_parser()
@@ -852,5 +581,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         error = exc
     if args.debug:
         traceback.print_exception(error)
-    print(f"{PROG}: error: {_one_line(error)}", file=sys.stderr)
+    print(f"{PROG}: error: {one_line(error)}", file=sys.stderr)
     return code

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..files.atomic import atomic_path
 from ..modeling.image_encoder import ImageFeatures
 from ..modeling.sam2 import Sam2Model
 from .frames import FrameSource
@@ -56,6 +57,5 @@ class DiskFeatureCache:
         return ImageFeatures(fpn=list(fpn), pos=pos)
 
     def save(self, frame: int, feats: ImageFeatures) -> None:
-        tmp = self._path(frame).with_suffix(".tmp")
-        torch.save([f.detach().cpu() for f in feats.fpn], tmp)
-        os.replace(tmp, self._path(frame))  # atomic: readers never see half a file
+        with atomic_path(self._path(frame)) as tmp:  # readers never see half a file
+            torch.save([f.detach().cpu() for f in feats.fpn], tmp)

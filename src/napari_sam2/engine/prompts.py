@@ -1,17 +1,28 @@
-"""Validated prompts and their conversion to model coordinates.
+"""The engine's prompts: what one object is told on one frame, and its model coordinates.
+
+:class:`FramePrompt` is the engine's prompt record: all clicks, the box and the
+mask prompt of one object on one frame, as the widget collects them and
+:mod:`napari_sam2.engine.replay` sends them to a session. (A prompts *file* has
+its own row records, :mod:`napari_sam2.files.prompt_files`.) :class:`PointPrompt`
+is the session's internal, validated form of clicks.
 
 Public coordinates are (row, col) in frame pixels. The model wants (x, y) in
 model-input pixels, so points are swapped and scaled by image_size / (W, H).
+Importing this module does not import torch.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from ..errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 POSITIVE, NEGATIVE = 1, 0
 BOX_LABELS = (2, 3)  # top-left and bottom-right corner, as the model was trained
@@ -86,9 +97,54 @@ def points_to_model(
     prompt: PointPrompt, hw: tuple[int, int], image_size: int, device
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """-> xy (1, N, 2) model-input (x, y) and labels (1, N) int32."""
+    import torch
+
     h, w = hw
     xy = prompt.points[:, ::-1].astype(np.float32) / np.array([w, h], np.float32) * image_size
     return (
         torch.from_numpy(np.ascontiguousarray(xy))[None].to(device),
         torch.from_numpy(prompt.labels)[None].to(device),
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class FramePrompt:
+    """All prompts of one object on one frame.
+
+    ``points`` (N, 2) (row, col) with ``labels`` 1/0; ``box`` (row0, col0,
+    row1, col1) or None; ``mask`` (H, W) bool or None. They are replayed in
+    the order mask, box, clicks: each refines the one before.
+    """
+
+    points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
+    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    box: tuple[float, float, float, float] | None = None
+    mask: np.ndarray | None = None
+
+    @property
+    def empty(self) -> bool:
+        return len(self.labels) == 0 and self.box is None and self.mask is None
+
+    def signature(self) -> bytes:
+        """A digest that changes whenever any prompt changes (to find edited frames)."""
+        h = hashlib.sha1()
+        h.update(np.round(np.asarray(self.points, np.float64), 3).tobytes())
+        h.update(np.asarray(self.labels, np.int64).tobytes())
+        h.update(repr(None if self.box is None else tuple(round(v, 3) for v in self.box)).encode())
+        if self.mask is not None:
+            h.update(repr(self.mask.shape).encode())
+            h.update(np.packbits(self.mask.astype(bool)).tobytes())
+        return h.digest()
+
+
+def extends(before: FramePrompt, after: FramePrompt) -> bool:
+    """True when ``after`` only adds clicks to ``before`` (same box, no mask, same earlier clicks)."""
+    if before.mask is not None or after.mask is not None or before.box != after.box:
+        return False
+    n = len(before.labels)
+    if n == 0 or len(after.labels) <= n:
+        return False
+    return bool(
+        np.array_equal(after.labels[:n], before.labels)
+        and np.allclose(after.points[:n], before.points, atol=1e-3)
     )

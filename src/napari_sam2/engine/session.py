@@ -28,6 +28,7 @@ from ..modeling.sam2 import NO_OBJECT_LOGIT, MemoryContext, Sam2Model
 from .feature_cache import DiskFeatureCache, cache_key
 from .frames import FrameSource
 from .memory_bank import FrameOutput, MemoryBank, ObjectTrack
+from .plans import check_direction, plan_passes
 from .postprocess import fill_small_holes
 from .precision import autocast, resolve_dtype
 from .prompts import PointPrompt, box_to_points, check_points, points_to_model
@@ -60,6 +61,22 @@ class FrameResult:
         best = self.logits.argmax(0)
         ids = np.asarray(self.obj_ids, np.int32)[best]
         return np.where(self.logits.max(0) > 0, ids, 0).astype(np.int32)
+
+    def predicted_ids(self) -> set[int]:
+        """Objects that have a prediction on this frame.
+
+        An object the session has nothing for here (no prompt on this frame and
+        not propagated to it, e.g. right after a session was reloaded) is
+        reported without one; a UI must leave that object's pixels alone.
+        """
+        scores = np.asarray(self.object_scores, dtype=np.float64)
+        return {o for o, v in zip(self.obj_ids, scores, strict=True) if v != NO_OBJECT_LOGIT}
+
+    @classmethod
+    def empty(cls, frame: int, frame_shape: tuple[int, int]) -> FrameResult:
+        """A result with no objects on ``frame`` (H, W = ``frame_shape``)."""
+        h, w = frame_shape
+        return cls(int(frame), (), np.zeros((0, h, w), np.float32), np.zeros(0, np.float32))
 
 
 class VideoSession:
@@ -226,19 +243,22 @@ class VideoSession:
     def segment(self, direction: str = "both", start_frame: int | None = None) -> np.ndarray:
         """Propagate and return the label volume (T, H, W) int32 (object ids, 0 background).
 
-        ``direction``: "forward" (from the earliest prompt), "backward" (from the
-        latest) or "both": forward from the earliest prompt, then backward from
-        it, so every frame is covered once.
+        ``direction`` is "forward", "backward" or "both", planned by
+        :func:`~napari_sam2.engine.plans.plan_passes` from the prompted frames
+        (or from ``start_frame`` alone when given): "both" runs forward from the
+        earliest prompted frame, then backward from that same frame, so every
+        frame is covered once.
         """
-        if direction not in ("forward", "backward", "both"):
-            raise InputError(f"direction: must be forward, backward or both, got {direction!r}")
+        check_direction(direction)
+        if start_frame is None:
+            with torch.inference_mode():
+                self._fold_pending()  # the prompted frames are known after this
+            prompted = {f for t in self._tracks.values() for f in t.cond}
+        else:
+            prompted = {self.source.check_index(start_frame, "start_frame")}
         labels = np.zeros((self.num_frames, *self.frame_shape), np.int32)
-        for result in self.propagate(start_frame, reverse=direction == "backward"):
-            labels[result.frame] = result.label_image()
-            if start_frame is None:
-                start_frame = result.frame  # the first frame yielded is the start
-        if direction == "both":
-            for result in self.propagate(start_frame, reverse=True):
+        for p in plan_passes(direction, prompted, 0, self.num_frames - 1):
+            for result in self.propagate(p.start, reverse=p.reverse, max_frames=p.max_frames):
                 labels[result.frame] = result.label_image()
         return labels
 

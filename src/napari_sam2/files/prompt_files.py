@@ -22,31 +22,25 @@ ignored, and blank lines are skipped. Every problem with a file raises
 :class:`~napari_sam2.errors.InputError` with one line naming the file, the line
 number and the column.
 
-This module also reads and writes the int32 label TIFFs that both the prompts
-(``mask_prompts.tif``) and the results (``labels.tif``) use. It imports neither
-torch nor Qt.
+Label TIFFs are read and written by :mod:`napari_sam2.files.tiff`; prompts are
+sent to a session by :mod:`napari_sam2.engine.replay`. This module imports
+neither torch nor Qt.
 """
 
 from __future__ import annotations
 
 import csv
-import logging
 import math
 import os
-import tempfile
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
-import tifffile
 
 from ..errors import InputError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..engine.session import FrameResult, VideoSession
+from .atomic import atomic_path
+from .tiff import MAX_ID, check_label_volume, read_label_tiff, write_label_tiff
 
 __all__ = [
     "BOXES_COLUMNS",
@@ -57,19 +51,14 @@ __all__ = [
     "BoxRow",
     "PointRow",
     "Prompts",
-    "apply_prompts",
     "check_prompts",
-    "label_tiff_options",
     "mask_frames",
     "read_boxes_csv",
-    "read_label_tiff",
     "read_mask_prompts",
     "read_points_csv",
     "read_prompts",
-    "read_tiff_array",
     "select_frames",
     "write_boxes_csv",
-    "write_label_tiff",
     "write_points_csv",
     "write_prompts",
 ]
@@ -78,7 +67,6 @@ POINTS_COLUMNS = ("frame", "row", "col", "label", "object")
 BOXES_COLUMNS = ("frame", "row0", "col0", "row1", "col1", "object")
 POINTS_FILE, BOXES_FILE, MASKS_FILE = "points.csv", "boxes.csv", "mask_prompts.tif"
 
-_MAX_ID = np.iinfo(np.int32).max  # ids end up in int32 label images
 _NAPARI_AXES = ("axis-0", "axis-1", "axis-2")
 
 
@@ -132,7 +120,7 @@ class Prompts:
         object.__setattr__(self, "points", tuple(self.points))
         object.__setattr__(self, "boxes", tuple(self.boxes))
         if self.masks is not None:
-            object.__setattr__(self, "masks", _check_mask_volume(self.masks, "masks"))
+            object.__setattr__(self, "masks", check_label_volume(self.masks, "masks"))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Prompts):
@@ -160,17 +148,6 @@ class Prompts:
         """The frames holding at least one prompt, ascending."""
         found = {p.frame for p in self.points} | {b.frame for b in self.boxes}
         return tuple(sorted(found | set(mask_frames(self.masks))))
-
-
-def _check_mask_volume(masks, name: str) -> np.ndarray:
-    arr = masks if isinstance(masks, np.ndarray) else np.asarray(masks)
-    if arr.ndim == 2:
-        arr = arr[None]
-    if arr.ndim != 3:
-        raise InputError(f"{name}: expected a (T, H, W) label volume, got shape {arr.shape}")
-    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
-        raise InputError(f"{name}: expected integer object ids, got dtype {arr.dtype}")
-    return arr
 
 
 def mask_frames(masks: np.ndarray | None) -> list[int]:
@@ -284,8 +261,8 @@ class _Cells:
 
     def obj(self, column: str = "object") -> int:
         value = self.integer(column, "an integer object id")
-        if not 1 <= value <= _MAX_ID:
-            raise self.fail(column, f"object id {value} is not in 1..{_MAX_ID} (0 is background)")
+        if not 1 <= value <= MAX_ID:
+            raise self.fail(column, f"object id {value} is not in 1..{MAX_ID} (0 is background)")
         return value
 
     def label(self, column: str = "label") -> int:
@@ -360,48 +337,9 @@ def _fmt(value: float) -> str:
     return str(int(value)) if value.is_integer() else repr(value)
 
 
-@contextmanager
-def _atomic_path(path: Path, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success it replaces ``path``.
-
-    On any failure the temporary file is removed and ``path`` is left untouched.
-    """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    _set_new_file_mode(tmp)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _umask() -> int:
-    # Linux reports the umask without changing it; elsewhere set-and-restore.
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _set_new_file_mode(path: Path) -> None:
-    """Give a mkstemp file (mode 0600) the mode a plainly created file would have."""
-    try:
-        os.chmod(path, 0o666 & ~_umask())
-    except OSError:  # pragma: no cover - e.g. file systems without modes
-        pass
-
-
 def _write_csv(path: str | os.PathLike, header, lines) -> None:
     path = Path(path)
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh, lineterminator="\n")
             writer.writerow(header)
@@ -423,160 +361,6 @@ def write_boxes_csv(path: str | os.PathLike, rows: Iterable[BoxRow]) -> None:
     _write_csv(path, BOXES_COLUMNS, lines)
 
 
-# --------------------------------------------------------------------------- TIFF
-
-
-@contextmanager
-def _tiff_problems() -> Iterator[list[str]]:
-    """Collect what tifffile logs while a file is parsed.
-
-    tifffile does not raise on a cut-off page chain or ImageJ stack: it logs a
-    warning and returns fewer frames. Those messages are collected here (and
-    kept off the console) so the caller can reject the file.
-    """
-    messages: list[str] = []
-
-    class _Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            messages.append(record.getMessage())
-
-    logger = logging.getLogger("tifffile")
-    handler = _Collect(logging.WARNING)
-    old_propagate = logger.propagate
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
-        yield messages
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = old_propagate
-
-
-_DAMAGE_WORDS = ("corrupt", "invalid page offset", "truncat", "failed to read", "incomplete")
-
-
-def _damage(messages: list[str]) -> str | None:
-    for m in messages:
-        if any(w in m.lower() for w in _DAMAGE_WORDS):
-            return " ".join(m.split())
-    return None
-
-
-def read_tiff_array(path: str | os.PathLike, *, mmap: bool = False) -> tuple[np.ndarray, str]:
-    """Read the first image series of a TIFF / OME-TIFF -> (array, axes).
-
-    ``axes`` is tifffile's axes string (e.g. ``"TYX"``, ``"TCYX"``, ``"YXS"``).
-    With ``mmap``, uncompressed contiguous data comes back as a read-only
-    memory map (nothing is loaded); other files are read into memory. A missing,
-    non-TIFF, truncated or undecodable file raises InputError naming the file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: {'is a folder' if path.is_dir() else 'no such file'}")
-    try:
-        with _tiff_problems() as problems, tifffile.TiffFile(path) as tif:
-            if not tif.series:
-                raise InputError(f"{path}: the TIFF holds no image")
-            series = tif.series[0]
-            axes, shape, dtype = series.axes, tuple(series.shape), series.dtype
-            _check_complete(path, series, tif.filehandle.size, problems)
-            contiguous = series.dataoffset is not None
-            data = None if (mmap and contiguous) else series.asarray()
-            _check_complete(path, series, tif.filehandle.size, problems)
-    except InputError:
-        raise
-    except Exception as exc:  # tifffile and codecs raise many types on damaged files
-        raise InputError(f"{path}: cannot read the TIFF ({_one_line(exc)})") from None
-    if data is None:
-        # mode="r": tifffile.memmap's default "r+" would grow a short file with zeros.
-        try:
-            data = tifffile.memmap(path, mode="r")
-        except Exception as exc:
-            raise InputError(f"{path}: cannot memory-map the TIFF ({_one_line(exc)})") from None
-    if tuple(data.shape) != shape:
-        data = data.reshape(shape)
-    if data.dtype != dtype:  # pragma: no cover - defensive
-        raise InputError(f"{path}: unexpected data type {data.dtype} (expected {dtype})")
-    return data, axes
-
-
-def _check_complete(path: Path, series, file_size: int, problems: list[str]) -> None:
-    """Raise if the file is shorter than its own header says, or tifffile saw damage."""
-    damage = _damage(problems)
-    if damage:
-        raise InputError(f"{path}: damaged or truncated TIFF ({damage})")
-    if series.dataoffset is not None:
-        end = series.dataoffset + series.nbytes
-    else:
-        ends = [
-            o + c
-            for page in series.pages
-            if page is not None
-            for o, c in zip(page.dataoffsets, page.databytecounts, strict=False)
-        ]
-        end = max(ends, default=0)
-    if end > file_size:
-        raise InputError(
-            f"{path}: truncated TIFF (image data end at byte {end}, the file has {file_size})"
-        )
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def label_tiff_options(shape: tuple[int, ...]) -> dict:
-    """tifffile keyword arguments for a (T, H, W) int32 label TIFF that ImageJ understands.
-
-    tifffile's ``imagej=True`` refuses int32, so the ImageJ hyperstack
-    description (``frames=T``, axes TYX) is written by hand; ImageJ/Fiji open
-    the signed 32-bit data as 32-bit grey, tifffile reads it back as int32 with
-    axes ``TYX``. (A single frame reads back as (H, W): tifffile squeezes it.)
-    """
-    t = int(shape[0])
-    desc = tifffile.imagej_description(tuple(shape), axes="TYX")
-    if "frames=" not in desc:  # imagej_description drops frames=1
-        desc = desc.replace("hyperstack=", f"frames={t}\nhyperstack=")
-    nbytes = int(np.prod(shape)) * 4
-    return {
-        "description": desc,
-        "metadata": None,  # no second (JSON) description: ImageJ would read that one
-        "photometric": "minisblack",
-        # Past 4 GiB classic TIFF offsets overflow.
-        "bigtiff": nbytes > 2**32 - 2**25,
-    }
-
-
-def write_label_tiff(path: str | os.PathLike, labels) -> None:
-    """Write a (T, H, W) (or (H, W)) label volume as an int32 ImageJ TIFF, atomically.
-
-    The data go to a temporary file in the same folder that then replaces
-    ``path``, so an existing file is untouched if anything fails.
-    """
-    arr = np.asarray(labels)
-    if arr.ndim == 2:
-        arr = arr[None]
-    if arr.ndim != 3:
-        raise InputError(f"labels: expected a (T, H, W) volume, got shape {arr.shape}")
-    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
-        raise InputError(f"labels: expected integer labels, got dtype {arr.dtype}")
-    if arr.size and (arr.min() < 0 or arr.max() > _MAX_ID):
-        raise InputError(f"labels: values must lie in 0..{_MAX_ID}")
-    path = Path(path)
-    with _atomic_path(path, suffix=".tif") as tmp:
-        tifffile.imwrite(tmp, arr.astype(np.int32, copy=False), **label_tiff_options(arr.shape))
-
-
-def read_label_tiff(path: str | os.PathLike, *, mmap: bool = False) -> np.ndarray:
-    """A label TIFF -> (T, H, W) integer array (a single 2D image becomes T = 1)."""
-    data, _ = read_tiff_array(path, mmap=mmap)
-    try:
-        return _check_mask_volume(data, str(path))
-    except InputError as exc:
-        raise InputError(f"{exc} (a label TIFF is (T, H, W) integers)") from None
-
-
 def read_mask_prompts(path: str | os.PathLike) -> np.ndarray:
     """``mask_prompts.tif`` -> (T, H, W) integer object ids, memory-mapped when possible."""
     masks = read_label_tiff(path, mmap=True)
@@ -584,8 +368,8 @@ def read_mask_prompts(path: str | os.PathLike) -> np.ndarray:
         plane = masks[t]
         if plane.size and plane.min() < 0:
             raise InputError(f"{path}: frame {t} holds negative object id {plane.min()}")
-        if plane.size and plane.max() > _MAX_ID:
-            raise InputError(f"{path}: frame {t} holds object id {plane.max()} > {_MAX_ID}")
+        if plane.size and plane.max() > MAX_ID:
+            raise InputError(f"{path}: frame {t} holds object id {plane.max()} > {MAX_ID}")
     return masks
 
 
@@ -717,70 +501,3 @@ def select_frames(prompts: Prompts, start: int, stop: int) -> Prompts:
         ),
         masks,
     )
-
-
-def _frame_window(frames, num_frames: int) -> tuple[int, int]:
-    """``frames`` (a range of step 1, or (start, stop)) -> (start, stop) of original indices."""
-    if isinstance(frames, range):
-        if frames.step != 1:
-            raise InputError(f"frames: the range must have step 1, got {frames}")
-        start, stop = frames.start, frames.stop
-    else:
-        try:
-            start, stop = (int(v) for v in frames)
-        except (TypeError, ValueError):
-            raise InputError(f"frames: expected range(start, stop), got {frames!r}") from None
-    if stop - start != num_frames:
-        raise InputError(
-            f"frames: {start}:{stop} is {stop - start} frames but the session holds {num_frames}"
-        )
-    return start, stop
-
-
-def _point_groups(points: Iterable[PointRow]) -> dict[tuple[int, int], list[PointRow]]:
-    """Clicks grouped per (frame, object); groups and clicks keep file order."""
-    groups: dict[tuple[int, int], list[PointRow]] = {}
-    for p in points:
-        groups.setdefault((p.frame, p.obj), []).append(p)
-    return groups
-
-
-def apply_prompts(session: VideoSession, prompts: Prompts, frames=None) -> list[FrameResult]:
-    """Add prompts to a :class:`~napari_sam2.video.VideoSession`; one result per call made.
-
-    Order: boxes (file order); then clicks, grouped per (frame, object) in order
-    of first appearance and replayed one at a time, as they were clicked: each
-    click refines the mask left by the one before, like in the viewer. The first
-    click of a group starts afresh (``clear=True``) unless a box of the same
-    frame and object came first; later ones add to it (``clear=False``). Mask
-    prompts come last, by frame, then object id (a mask replaces that object's
-    clicks and box on its frame).
-
-    ``frames``: the original frame indices the session holds, as
-    ``range(start, stop)`` (when it was given ``stack[start:stop]``); prompts
-    are re-indexed and one outside the range is an error. ``None``: the session
-    holds the whole stack.
-
-    Everything is checked before the session is touched, so a bad prompt leaves
-    it unchanged.
-    """
-    if frames is not None:
-        start, stop = _frame_window(frames, session.num_frames)
-        prompts = select_frames(prompts, start, stop)
-    check_prompts(prompts, session.num_frames, tuple(session.frame_shape))
-
-    results = []
-    boxed = set()
-    for b in prompts.boxes:
-        results.append(session.add_box(b.frame, b.obj, b.box))
-        boxed.add((b.frame, b.obj))
-    for (frame, obj), clicks in _point_groups(prompts.points).items():
-        for i, p in enumerate(clicks):
-            clear = i == 0 and (frame, obj) not in boxed
-            results.append(session.add_points(frame, obj, [(p.row, p.col)], [p.label], clear=clear))
-    for t in mask_frames(prompts.masks):
-        plane = np.asarray(prompts.masks[t])
-        for v in np.unique(plane):
-            if v:
-                results.append(session.add_mask(t, int(v), plane == v))
-    return results

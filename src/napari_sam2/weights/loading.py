@@ -16,6 +16,8 @@ import torch
 from ..errors import CheckpointError, InputError
 from ..modeling.config import VARIANTS, get_config
 from ..modeling.sam2 import Sam2Model
+from . import registry
+from .registry import CheckpointEntry, ProgressCallback
 
 _TRUNK = "image_encoder.trunk."
 
@@ -145,29 +147,44 @@ def load_model(
     checkpoint: str | os.PathLike | Mapping,
     device: str | torch.device = "cpu",
     image_size: int = 1024,
+    progress: ProgressCallback | None = None,
 ) -> Sam2Model:
     """Load SAM 2 / SAM 2.1 weights into a new model, in eval mode.
 
     ``checkpoint`` is a path to an official ``.pt`` file, a registry name such
-    as ``"sam2.1_hiera_tiny"`` (downloaded and cached on first use), or an
-    already loaded state dict. The variant is inferred. Raises
-    :class:`CheckpointError` with a one-line reason; no model is returned then.
+    as ``"sam2.1_hiera_tiny"`` (downloaded, checked and cached on first use), or
+    an already loaded state dict. The variant is inferred.
+    ``progress(done_bytes, total_bytes)`` reports a download (``total_bytes``
+    may be None). Raises :class:`CheckpointError` (or :class:`DownloadError`)
+    with a one-line reason; no model is returned then.
     """
     if isinstance(checkpoint, Mapping):
         sd = normalize_state_dict(checkpoint)
     else:
-        sd = read_checkpoint(_resolve_path(checkpoint))
+        sd = read_checkpoint(_resolve_path(checkpoint, progress))
     model = Sam2Model(get_config(infer_variant(sd), image_size))
     check_state_dict(model, sd)
     model.load_state_dict(sd, strict=True)
     return model.to(resolve_device(device)).eval()
 
 
-def _resolve_path(checkpoint: str | os.PathLike) -> Path:
+def structural_check(path: str | os.PathLike) -> None:
+    """Raise unless ``path`` loads as a SAM 2 model (the download ``verify`` hook)."""
+    load_model(Path(path))
+
+
+def download_checkpoint(
+    name: str | CheckpointEntry,
+    progress: ProgressCallback | None = None,
+    cache_dir: Path | str | None = None,
+) -> Path:
+    """Fetch a registry checkpoint into the cache, checked to load as a model; its path."""
+    return registry.download(name, cache_dir=cache_dir, progress=progress, verify=structural_check)
+
+
+def _resolve_path(checkpoint: str | os.PathLike, progress: ProgressCallback | None) -> Path:
     path = Path(checkpoint)
     if path.exists() or path.suffix in {".pt", ".pth", ".ckpt"} or os.sep in str(checkpoint):
         return path
-    # Not a file: treat it as a registry name.
-    from .registry import resolve_checkpoint
-
-    return resolve_checkpoint(str(checkpoint))
+    # Not a file: a registry name (downloaded and checked when missing).
+    return registry.resolve_checkpoint(str(checkpoint), progress=progress, verify=structural_check)

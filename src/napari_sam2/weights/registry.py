@@ -5,9 +5,12 @@ checkpoint. Files are cached under :func:`cache_dir` (the platform's user cache
 folder, or ``$NAPARI_SAM2_CACHE``) as ``<name>.pt``.
 
 :func:`download` uses the standard library only. It writes to ``<name>.pt.part``,
-resumes that file with an HTTP ``Range`` request, checks size, sha256 and structure,
-and only then renames it to ``<name>.pt``: a file under the final name is always a
-verified one, so a cache hit needs no network and no re-check.
+resumes that file with an HTTP ``Range`` request, checks size, sha256 and (through a
+``verify`` hook) structure, and only then renames it to ``<name>.pt``: a file under
+the final name is always a verified one, so a cache hit needs no network and no
+re-check. This module knows nothing of models: :mod:`napari_sam2.weights.loading`
+passes its structural check as the hook (loading imports the registry, never the
+other way round).
 
 Tests (or mirrors) point a download elsewhere with ``download(name, url=...)``, or
 pass their own :class:`CheckpointEntry` instead of a name; nothing global changes.
@@ -29,7 +32,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from ..errors import CheckpointError, DownloadError
+from ..errors import CheckpointError, DownloadError, one_line
 
 __all__ = [
     "CACHE_ENV",
@@ -42,7 +45,6 @@ __all__ = [
     "get_entry",
     "known_names",
     "resolve_checkpoint",
-    "structural_check",
 ]
 
 #: Environment variable that overrides the cache folder.
@@ -248,22 +250,6 @@ def _as_entry(name: str | CheckpointEntry) -> CheckpointEntry:
     return name if isinstance(name, CheckpointEntry) else get_entry(name)
 
 
-# --------------------------------------------------------------------------- verify
-
-
-def _import_loader() -> Callable[..., Any]:
-    # Imported lazily: it pulls in torch and the model code, which a cache listing
-    # or `import napari_sam2.registry` must not pay for.
-    from .loading import load_model
-
-    return load_model
-
-
-def structural_check(path: Path) -> None:
-    """Default ``verify`` hook: the file must load as a SAM 2 model."""
-    _import_loader()(path)
-
-
 # --------------------------------------------------------------------------- download
 
 
@@ -287,7 +273,7 @@ def download(
     progress: ProgressCallback | None = None,
     url: str | None = None,
     timeout: float = 30,
-    verify: VerifyHook | None = structural_check,
+    verify: VerifyHook | None = None,
 ) -> Path:
     """Fetch a checkpoint into the cache and return its path.
 
@@ -298,7 +284,8 @@ def download(
     cancels the download and propagates, keeping the ``.part`` file. ``timeout``
     (seconds) bounds the connection and each read. ``verify(path)`` runs on the
     complete, size- and hash-checked file before it gets its final name and must
-    raise if the file is unusable; ``None`` skips it.
+    raise if the file is unusable; ``None`` (the default) skips it. Use
+    :func:`napari_sam2.weights.loading.download_checkpoint` for a structural check.
 
     A file already at the final path is returned at once, with no network access.
     An interrupted download leaves ``<file>.part``, which the next call resumes.
@@ -315,15 +302,6 @@ def download(
     def fail(reason: str) -> DownloadError:
         return DownloadError(_message(entry.name, source, target, reason))
 
-    if verify is structural_check:
-        # Fail before spending bandwidth if the loader itself is unavailable.
-        try:
-            _import_loader()
-        except Exception as exc:  # any import failure means the same: cannot verify
-            raise fail(
-                f"cannot verify downloads: the checkpoint loader fails to import ({_one_line(exc)})"
-            ) from exc
-
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         _fetch(source, part, entry.size, timeout, progress)
@@ -336,7 +314,7 @@ def download(
             part.unlink(missing_ok=True)
         raise fail(exc.reason) from exc
     except OSError as exc:  # local disk: cache folder not writable, disk full...
-        raise fail(f"cannot write the file ({_one_line(exc)})") from exc
+        raise fail(f"cannot write the file ({one_line(exc)})") from exc
     return target
 
 
@@ -457,7 +435,7 @@ def _run_verify(part: Path, verify: VerifyHook | None) -> None:
         verify(part)
     except Exception as exc:  # the hook may raise anything
         raise _Failure(
-            f"the file is not a usable SAM 2 checkpoint ({_one_line(exc)})", keep_part=False
+            f"the file is not a usable SAM 2 checkpoint ({one_line(exc)})", keep_part=False
         ) from exc
 
 
@@ -465,17 +443,10 @@ def _run_verify(part: Path, verify: VerifyHook | None) -> None:
 
 
 def _message(name: str, url: str, target: Path, reason: str) -> str:
-    return _one_line(
+    return one_line(
         f"could not download {name} from {url} to {target}: {reason}. "
         f"Download it by hand and place it at {target}, or pass a local .pt path."
     )
-
-
-def _one_line(text: object) -> str:
-    # GUI and CLI show the message alone; a traceback-like multi-line text breaks that.
-    if isinstance(text, BaseException):
-        text = f"{type(text).__name__}: {text}" if str(text) else type(text).__name__
-    return " ".join(str(text).split())
 
 
 def _network_reason(exc: BaseException, timeout: float) -> str:
@@ -491,7 +462,7 @@ def _network_reason(exc: BaseException, timeout: float) -> str:
         return "connection reset by the server"
     if isinstance(cause, http.client.IncompleteRead):
         return "the server closed the connection early"
-    return _one_line(cause)
+    return one_line(cause)
 
 
 def _fmt_total(total: int | None) -> str:
@@ -522,6 +493,7 @@ def resolve_checkpoint(
     download: bool = True,
     progress: ProgressCallback | None = None,
     cache_dir: Path | str | None = None,
+    verify: VerifyHook | None = None,
 ) -> Path:
     """Turn a registry name or a file path into the path of a checkpoint file.
 
@@ -541,7 +513,7 @@ def resolve_checkpoint(
                 f"checkpoint {text} is not in the cache at {path} and downloading is off; "
                 f"download {entry.url} by hand and place it there, or pass a local .pt path"
             )
-        return _download(text, cache_dir=cache_dir, progress=progress)
+        return _download(text, cache_dir=cache_dir, progress=progress, verify=verify)
     path = Path(text).expanduser()
     if path.is_file():
         return path
