@@ -17,7 +17,7 @@ import torch
 HERE = Path(__file__).parent
 # The reference's image predictor imports torchvision.transforms; tests ship a stand-in.
 sys.path.insert(0, str(HERE.parent / "tests" / "_stubs"))
-sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE.parent / "tests" / "engine"))  # oracle.py, video_oracle.py
 
 
 class LazyFrames:

@@ -112,6 +112,76 @@ def test_controller_correction_bookkeeping():
     assert ctrl.prompted_frames() == {2}
 
 
+def _click(row, col, label=1) -> FramePrompt:
+    return FramePrompt(np.array([[row, col]], np.float32), np.array([label], np.int32))
+
+
+def _reached(ctrl, obj, frames):
+    from napari_sam2.engine.session import FrameResult
+
+    for frame, reverse in frames:
+        empty = np.zeros((1, 2, 2), np.float32)
+        ctrl.record_reached(FrameResult(frame, (obj,), empty, np.zeros(1)), reverse)
+
+
+def test_edits_decide_previews_and_corrections_without_qt():
+    """The widget's correction rules, decided by the controller from plain prompt dicts."""
+    ctrl = Sam2Controller()
+    first = {(2, 1): _click(5, 5), (2, 2): _click(9, 9)}
+    edits = ctrl.take_edits(first, num_frames=6)
+    # New prompts on frames never reached: previews only; ids become objects.
+    assert edits.corrections == [] and edits.outside == []
+    assert sorted(edits.by_frame) == [2] and {i[0] for i in edits.by_frame[2]} == {1, 2}
+    assert set(ctrl.objects) == {1, 2} and ctrl.prompted_frames() == {2}
+    assert ctrl.take_edits(first, 6).by_frame == {}  # nothing changed: nothing to send
+
+    # Propagation reached object 1 forward on 3..5 and backward on 0..1, object 2 on 3.
+    _reached(ctrl, 1, [(2, False), (3, False), (4, False), (5, False), (1, True), (0, True)])
+    _reached(ctrl, 2, [(3, False)])
+    now = dict(first)
+    now[(4, 1)] = _click(1, 1)  # a click on a frame tracked forward
+    now[(0, 1)] = _click(2, 2)  # ... and one tracked backward
+    now[(2, 1)] = FramePrompt(  # an extra click on the prompted frame
+        np.array([[5, 5], [6, 6]], np.float32), np.array([1, 0], np.int32)
+    )
+    now[(9, 1)] = _click(3, 3)  # a frame outside the stack
+    edits = ctrl.take_edits(now, num_frames=6)
+    assert sorted(edits.corrections, key=str) == sorted([(4, False), (0, True), (2, None)], key=str)
+    assert edits.outside == [(9, 1)] and (9, 1) not in ctrl.applied
+    obj, new, old, others = next(i for i in edits.by_frame[2] if i[0] == 1)
+    assert len(new.labels) == 2 and len(old.labels) == 1 and others
+
+    # Deleting object 2's only prompt: it leaves the session; that corrects nothing.
+    del now[(2, 2)]
+    edits = ctrl.take_edits(now, num_frames=6)
+    assert edits.corrections == [] and edits.by_frame == {2: [(2, None, first[(2, 2)], False)]}
+    assert (2, 2) not in ctrl.applied
+    ctrl.objects_left({2})
+    assert ctrl.correction(3, 2) == (False, None)
+
+    # A failed preview is sent again on the next edit.
+    ctrl.forget_applied([(4, 1)])
+    assert list(ctrl.take_edits(now, num_frames=6).by_frame) == [4]
+
+
+def test_controller_owns_its_object_and_mask_state():
+    ctrl = Sam2Controller()
+    ctrl.set_mask_prompt(1, 3, np.ones((2, 2)))
+    ctrl.set_mask_prompt(2, 4, np.ones((2, 2)))
+    ctrl.drop_mask_prompts(lambda key: key[1] == 3)
+    assert list(ctrl.masks) == [(2, 4)] and ctrl.masks[(2, 4)].dtype == bool
+    ctrl.add_object(4)
+    ctrl.rename_object(4, "nucleus")
+    ctrl.rename_object(4, "")
+    assert ctrl.objects == {4: "nucleus"}
+    ctrl.mark_applied((2, 4), _click(0, 0))
+    ctrl.remove_object_prompts(4)
+    assert ctrl.objects == {} and ctrl.masks == {} and ctrl.applied == {}
+    assert ctrl.set_stack_kind("z-stack") == "z" and ctrl.set_stack_kind("time-lapse") == "time"
+    ctrl.session_replayed({(1, 5): _click(0, 0)}, {5: {2: True}})
+    assert ctrl.prompted_frames(5) == {1} and ctrl.correction(2, 5) == (True, True)
+
+
 def test_eta_and_messages():
     eta = Eta(10)
     assert eta.text() == "0/10 frames"

@@ -234,6 +234,59 @@ def test_propagate_both_ways_then_correct_and_undo(make_widget, qtbot):
     np.testing.assert_array_equal(widget.labels.data, after)
 
 
+def test_widget_cli_and_segment_plan_the_same_passes(
+    make_widget, checkpoint, tmp_path, monkeypatch
+):
+    """For the same prompts, the three callers run the same engine passes in every direction."""
+    import napari_sam2.cli.app as cli
+    from napari_sam2.engine.session import VideoSession
+    from napari_sam2.files.prompt_files import PointRow, write_points_csv
+
+    calls = []
+    real = VideoSession.propagate
+
+    def spy(self, start_frame=None, reverse=False, max_frames=None):
+        calls.append((start_frame, reverse, max_frames))
+        return real(self, start_frame, reverse, max_frames)
+
+    monkeypatch.setattr(VideoSession, "propagate", spy)
+    viewer, widget = make_widget()
+    clicks = [(1, 20.0, 20.0, 1), (3, 45.0, 45.0, 2)]  # (frame, row, col, object)
+    for frame, row, col, obj in clicks:
+        widget.add_point(frame, row, col, positive=True, obj_id=obj)
+    image = np.asarray(viewer.layers["cells (time-lapse)"].data)
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "img.tif", image, photometric="minisblack")
+    write_points_csv(tmp_path / "points.csv", [PointRow(f, r, c, 1, o) for f, r, c, o in clicks])
+    monkeypatch.setattr(cli, "_load_model", lambda *a, **k: widget.controller.model)
+    planned = {}
+    for direction in ("forward", "backward", "both"):
+        runs = []
+        calls.clear()
+        widget.propagate(direction)
+        runs.append(list(calls))
+        calls.clear()
+        with VideoSession(widget.controller.model, image) as session:
+            for frame, row, col, obj in clicks:
+                session.add_points(frame, obj, [(row, col)], [1])
+            session.segment(direction)
+        runs.append(list(calls))
+        calls.clear()
+        out = tmp_path / f"{direction}.tif"
+        argv = ["segment", str(tmp_path / "img.tif"), "--prompts", str(tmp_path / "points.csv")]
+        argv += ["--model", "x.pt", "--out", str(out), "--direction", direction, "--quiet"]
+        assert cli.main([*argv, "--image-size", "256", "--device", "cpu"]) == 0
+        runs.append(list(calls))
+        assert runs[0] == runs[1] == runs[2], (direction, runs)
+        planned[direction] = runs[0]
+    assert planned == {
+        "forward": [(1, False, 4)],
+        "backward": [(3, True, 4)],
+        "both": [(1, False, 4), (1, True, 2)],  # backward from the earliest prompt
+    }
+
+
 def test_painted_labels_of_other_ids_survive(make_widget, tmp_path):
     viewer, widget = make_widget()
     painted = np.zeros((N_FRAMES, *SHAPE), bool)

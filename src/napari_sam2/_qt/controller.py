@@ -19,6 +19,7 @@ import os
 import time
 import uuid
 from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -205,6 +206,23 @@ def format_seconds(seconds: float) -> str:
 # --------------------------------------------------------------------------- controller
 
 
+@dataclass(frozen=True)
+class PromptEdits:
+    """What a change of the prompt layers means for the session (see :meth:`Sam2Controller.take_edits`).
+
+    ``by_frame``: frame -> [(obj, new FramePrompt or None, prompt the session
+    had or None, the object has prompts on other frames)], the input of
+    :meth:`Sam2Controller.apply_prompts`; ``corrections``: (frame,
+    reached_reverse) of edits that correct tracked results and call for
+    re-propagation (see :func:`~napari_sam2.engine.plans.merge_corrections`);
+    ``outside``: edited keys whose frame is not in the stack (ignored).
+    """
+
+    by_frame: dict[int, list[tuple[int, FramePrompt | None, FramePrompt | None, bool]]]
+    corrections: list[tuple[int, bool | None]]
+    outside: list[Key]
+
+
 class Sam2Controller:
     """Model, VideoSession and bookkeeping of one widget (no Qt, no napari).
 
@@ -352,6 +370,88 @@ class Sam2Controller:
             self.applied.pop(key, None)
         else:
             self.applied[key] = prompt
+
+    def take_edits(self, current: Mapping[Key, FramePrompt], num_frames: int) -> PromptEdits:
+        """Decide what the session must be told after the prompts changed to ``current``.
+
+        Compares ``current`` (the layers' prompts per (frame, object)) with what
+        the session was given, finds the edited keys, and for each decides
+        whether it corrects results propagation reached (an edit that leaves an
+        object with no prompt anywhere is no correction: the object leaves).
+        The edits are recorded as applied. Keys on frames outside
+        ``0..num_frames-1`` are reported in ``outside`` and not applied.
+        """
+        for _, obj in current:
+            if obj not in self.objects:
+                self.add_object(obj)
+        keys = changed_keys(current, self.applied)
+        outside = [k for k in keys if not 0 <= k[0] < num_frames]
+        by_frame: dict[int, list] = {}
+        corrections: list[tuple[int, bool | None]] = []
+        for key in keys:
+            if key in outside:
+                continue
+            frame, obj = key
+            new, old = current.get(key), self.applied.get(key)
+            others = any(k[1] == obj and k != key for k in current)
+            by_frame.setdefault(frame, []).append((obj, new, old, others))
+            reached, reverse = self.correction(frame, obj)
+            if reached and (others or (new is not None and not new.empty)):
+                corrections.append((frame, reverse))
+            self.mark_applied(key, new)
+        return PromptEdits(by_frame, corrections, outside)
+
+    def forget_applied(self, keys) -> None:
+        """The session may hold only part of these prompts: send them again on the next edit."""
+        for key in keys:
+            self.applied.pop(key, None)
+
+    def objects_left(self, gone) -> None:
+        """Objects that left the session (their last prompt was deleted) were reached nowhere."""
+        for obj in gone:
+            self.reached.pop(obj, None)
+
+    def set_mask_prompt(self, frame: int, obj: int, mask: np.ndarray) -> None:
+        """A mask prompt for (frame, obj); it replaces that object's clicks and box there."""
+        self.masks[(int(frame), int(obj))] = np.asarray(mask, bool)
+
+    def drop_mask_prompts(self, match) -> None:
+        """Forget the mask prompts whose (frame, obj) key ``match`` accepts."""
+        for key in [k for k in self.masks if match(k)]:
+            del self.masks[key]
+
+    def remove_object_prompts(self, obj: int) -> None:
+        """Forget an object: name, masks, reached frames and what the session was given."""
+        self.forget_object(obj)
+        for key in [k for k in self.applied if k[1] == obj]:
+            del self.applied[key]
+
+    def clear_objects(self) -> None:
+        """Forget every object and mask prompt (the layers were detached)."""
+        self.objects.clear()
+        self.masks.clear()
+
+    def rename_object(self, obj: int, name: str) -> None:
+        if name:
+            self.objects[int(obj)] = name
+
+    def set_stack_kind(self, text: str) -> str:
+        """ "time" or "z" from the panel's text; returns it."""
+        self.stack_kind = "z" if text.startswith("z") else "time"
+        return self.stack_kind
+
+    def restore(self, meta: dict, folder: Path, masks: dict[Key, np.ndarray]) -> None:
+        """Take objects, id, folder and mask prompts from a loaded session.json."""
+        self.masks = dict(masks)
+        self.objects = {int(o["id"]): str(o["name"]) for o in meta.get("objects", [])}
+        self.session_id = str(meta.get("session_id") or self.session_id)
+        self.session_folder = Path(folder)
+
+    def session_replayed(self, replayed: Mapping[Key, FramePrompt], reached) -> None:
+        """A loaded session's prompts were replayed: record them and the saved reached frames."""
+        for key, prompt in replayed.items():
+            self.mark_applied(key, prompt)
+        self.reached = {int(o): dict(frames) for o, frames in reached.items()}
 
     def prompted_frames(self, obj: int | None = None) -> set[int]:
         return {f for f, o in self.applied if obj is None or o == obj}

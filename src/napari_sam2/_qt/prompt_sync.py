@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import InputError, Sam2Error
 from ..files.stacks import Stack
-from .controller import changed_keys, collect_prompts
+from .controller import collect_prompts
 from .jobs import Job
 from .layers import (
     ensure_boxes,
@@ -120,8 +120,7 @@ class PromptsMixin:
         self._open_session()
 
     def _kind_chosen(self, text: str) -> None:
-        self.controller.stack_kind = "z" if text.startswith("z") else "time"
-        if self.controller.stack_kind == "z":
+        if self.controller.set_stack_kind(text) == "z":
             self.propagate_panel.direction.setCurrentText("both")
 
     def _attach(self) -> None:
@@ -169,8 +168,7 @@ class PromptsMixin:
         if self.labels is not None:
             self.labels.events.selected_label.disconnect(self._selected_label_changed)
             self.labels.events.colormap.disconnect(self._restyle)
-        self.controller.objects.clear()
-        self.controller.masks.clear()
+        self.controller.clear_objects()
 
     @staticmethod
     def _drop_callback(layer, func) -> None:
@@ -241,9 +239,7 @@ class PromptsMixin:
             self._sync_prompts()
             return
         self._restoring = False
-        for key, prompt in replayed.items():
-            self.controller.mark_applied(key, prompt)
-        self.controller.reached = self._saved_reached
+        self.controller.session_replayed(replayed, self._saved_reached)
         self._sync_prompts()  # prompts edited while the session opened
 
     # ===================================================================== prompts
@@ -294,8 +290,8 @@ class PromptsMixin:
             if b[2] - b[0] >= 1 and b[3] - b[1] >= 1  # a rectangle still being drawn
         }  # fmt: skip
         # Clicks or a box replace an earlier mask prompt of the same object and frame.
-        for key in set(points) | set(boxes):
-            self.controller.masks.pop(key, None)
+        edited = set(points) | set(boxes)
+        self.controller.drop_mask_prompts(lambda key: key in edited)
         return collect_prompts(points, boxes, self.controller.masks)
 
     def _sync_prompts(self) -> None:
@@ -304,32 +300,24 @@ class PromptsMixin:
         if self.points is None or self.boxes is None:
             return
         current = self._current_prompts()
-        for _, obj in current:
-            if obj not in ctrl.objects:
-                ctrl.add_object(obj)
-                self._refresh_objects()
+        known = set(ctrl.objects)
         if ctrl.session is None:
-            return  # applied when the session opens
-
-        keys = changed_keys(current, ctrl.applied)
-        n = self._num_frames()
-        bad = [k for k in keys if not 0 <= k[0] < n]
-        if bad:
-            self._error(InputError(f"prompts: frame {bad[0][0]} is outside 0..{n - 1}"))
-            keys = [k for k in keys if k not in bad]
-        if not keys:
+            for _, obj in current:
+                ctrl.add_object(obj)  # the prompts are applied when the session opens
+            if set(ctrl.objects) != known:
+                self._refresh_objects()
             return
-        by_frame: dict[int, list] = {}
-        corrections = []
-        for key in keys:
-            frame, obj = key
-            new, old = current.get(key), ctrl.applied.get(key)
-            others = any(k[1] == obj and k != key for k in current)
-            by_frame.setdefault(frame, []).append((obj, new, old, others))
-            reached, reverse = ctrl.correction(frame, obj)
-            if reached and (others or (new is not None and not new.empty)):
-                corrections.append((frame, reverse))
-            ctrl.mark_applied(key, new)
+        edits = ctrl.take_edits(current, self._num_frames())
+        if set(ctrl.objects) != known:
+            self._refresh_objects()
+        if edits.outside:
+            frame = edits.outside[0][0]
+            self._error(
+                InputError(f"prompts: frame {frame} is outside 0..{self._num_frames() - 1}")
+            )
+        by_frame, corrections = edits.by_frame, edits.corrections
+        if not by_frame:
+            return
         auto = bool(corrections) and self.propagate_panel.auto.isChecked()
         if auto:
             # A running re-propagation is outdated now: stop it and redo all the
@@ -353,14 +341,12 @@ class PromptsMixin:
 
     def _preview_done(self, outcome) -> None:
         result, gone = outcome
-        for obj in gone:
-            self.controller.reached.pop(obj, None)
+        self.controller.objects_left(gone)
         if result is not None:
             self._write(result, result.predicted_ids() | set(gone))
 
     def _preview_failed(self, exc, keys) -> None:
-        for key in keys:  # the session may hold part of it: retry on the next edit
-            self.controller.applied.pop(key, None)
+        self.controller.forget_applied(keys)  # the session may hold part of it
         self._error(exc)
 
     def _delete_prompts(self, match) -> None:
@@ -387,8 +373,7 @@ class PromptsMixin:
                 if drop:
                     self.boxes.selected_data = set(drop)
                     self.boxes.remove_selected()
-            for key in [k for k in self.controller.masks if match(k)]:
-                del self.controller.masks[key]
+            self.controller.drop_mask_prompts(match)
         finally:
             self._syncing = False
         style_points(self.points, self._colour)
@@ -436,8 +421,7 @@ class PromptsMixin:
         self.objects_panel.select(obj)
 
     def _renamed(self, obj: int, name: str) -> None:
-        if name:
-            self.controller.objects[obj] = name
+        self.controller.rename_object(obj, name)
 
     def _object_removed(self, obj: int, results) -> None:
         if self.labels is None:

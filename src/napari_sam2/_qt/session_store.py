@@ -147,11 +147,8 @@ class SessionMixin:
             self.boxes.data = []
             add_point_rows(self.points, list(prompts.points), self.axis)
             add_box_rows(self.boxes, list(prompts.boxes), self.axis)
-            ctrl.masks = _masks_from_volume(prompts.masks)
+            ctrl.restore(meta, folder, _masks_from_volume(prompts.masks))
             self.labels.data = np.ascontiguousarray(np.moveaxis(labels, 0, self.axis), np.int32)
-            ctrl.objects = {int(o["id"]): str(o["name"]) for o in meta.get("objects", [])}
-            ctrl.session_id = str(meta.get("session_id") or ctrl.session_id)
-            ctrl.session_folder = folder
             self.labels.selected_label = int(
                 meta.get("selected_label") or min(ctrl.objects, default=1)
             )

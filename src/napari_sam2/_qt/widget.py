@@ -172,9 +172,7 @@ class Sam2Widget(PromptsMixin, PropagationMixin, SessionMixin, QWidget):
         self._need_layers()
         obj = int(obj_id)
         self._delete_prompts(lambda key: key[1] == obj)
-        self.controller.forget_object(obj)
-        for key in [k for k in self.controller.applied if k[1] == obj]:
-            del self.controller.applied[key]
+        self.controller.remove_object_prompts(obj)
         job = Job(
             "remove",
             self.controller.remove_object,
@@ -200,7 +198,7 @@ class Sam2Widget(PromptsMixin, PropagationMixin, SessionMixin, QWidget):
         if not mask.any():
             raise InputError(f"mask: label {obj} has no pixels on frame {frame}; paint it first")
         self._delete_prompts(lambda key: key == (frame, obj))
-        self.controller.masks[(frame, obj)] = mask
+        self.controller.set_mask_prompt(frame, obj, mask)
         self._sync_prompts()
         self._maybe_wait(wait)
 
