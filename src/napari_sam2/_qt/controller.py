@@ -1,7 +1,7 @@
 """Qt-free logic behind the SAM 2 dock widget.
 
 One :class:`Sam2Controller` per widget holds the model, the
-:class:`~napari_sam2.video.VideoSession` and the bookkeeping the widget needs:
+:class:`~napari_sam2.engine.session.VideoSession` and the bookkeeping the widget needs:
 objects and their names, which prompts the session has already seen, which
 frames propagation reached, and the session folder. Its compute methods
 (``load_model``, ``open_session``, ``apply_prompts``, ``propagate``...) run in

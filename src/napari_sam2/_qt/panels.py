@@ -1,7 +1,7 @@
 """The Qt panels of the SAM 2 dock widget: plain views with signals, no logic.
 
 Each panel is a QGroupBox holding its controls as attributes; the widget
-(:mod:`napari_sam2._widget`) connects their signals to its actions.
+(:mod:`napari_sam2._qt.widget`) connects their signals to its actions.
 """
 
 from __future__ import annotations

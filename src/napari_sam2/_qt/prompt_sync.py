@@ -1,6 +1,6 @@
 """Image, prompt layers, prompt syncing and objects (a mixin of the SAM 2 widget).
 
-Part of :class:`napari_sam2._widget.Sam2Widget` (a mixin, split out to keep
+Part of :class:`napari_sam2._qt.widget.Sam2Widget` (a mixin, split out to keep
 files short): everything here runs on the UI thread and hands compute to the
 widget's job queue.
 """

@@ -1,6 +1,6 @@
 """Sample data for napari: the synthetic fluorescence time-lapse and z-stack.
 
-Both come from :mod:`napari_sam2.synthetic` with a fixed seed, so every user
+Both come from :mod:`napari_sam2.evaluation.synthetic` with a fixed seed, so every user
 (and every screenshot) sees the same cells.
 """
 

@@ -1,7 +1,7 @@
 """Saving, autosaving and loading widget sessions (a mixin of the SAM 2 widget).
 
 A session folder holds ``points.csv``, ``boxes.csv`` and ``mask_prompts.tif``
-(:mod:`napari_sam2.prompt_io`), ``labels.tif`` and ``session.json``. Files are
+(:mod:`napari_sam2.files.prompt_files`), ``labels.tif`` and ``session.json``. Files are
 written in a worker from a snapshot taken on the UI thread.
 """
 

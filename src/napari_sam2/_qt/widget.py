@@ -1,8 +1,8 @@
 """The "SAM 2 segmentation" dock widget.
 
-The widget is thin: a :class:`~napari_sam2._controller.Sam2Controller` holds
+The widget is thin: a :class:`~napari_sam2._qt.controller.Sam2Controller` holds
 the model, the session and the bookkeeping; compute runs in napari thread
-workers one job at a time (:class:`~napari_sam2._widget_jobs.JobQueue`); the
+workers one job at a time (:class:`~napari_sam2._qt.jobs.JobQueue`); the
 layers are only written here, on the UI thread.
 
 Every action is also a method, for scripts and the napari console::

@@ -4,7 +4,7 @@ A session wraps a model and a lazily read stack of frames. Prompts (clicks,
 boxes, masks) can be added for any integer object id on any frame at any
 time; ``propagate`` then yields one :class:`FrameResult` per frame as soon as
 it is computed. Nothing per frame is retained beyond what the model reads back
-(see :mod:`napari_sam2.memory_bank`), so RAM does not grow with the stack.
+(see :mod:`napari_sam2.engine.memory_bank`), so RAM does not grow with the stack.
 
 Results equal the reference ``SAM2VideoPredictor`` (sam2 1.1.0) frame by
 frame; the one deliberate difference is ``corrections_as_conditioning``

@@ -1,9 +1,9 @@
 """The SAM 2 paper's interactive evaluation protocols, simulated against ground truth.
 
-A simulated annotator prompts a :class:`~napari_sam2.video.VideoSession` the way
+A simulated annotator prompts a :class:`~napari_sam2.engine.session.VideoSession` the way
 the SAM 2 paper (Ravi et al. 2024, arXiv:2408.00714) evaluates promptable video
 segmentation and semi-supervised VOS, and the result is scored with DAVIS J&F
-(:func:`napari_sam2.evaluate.jf_scores`):
+(:func:`napari_sam2.evaluation.metrics.jf_scores`):
 
 * :func:`offline_protocol` -- repeated passes: clicks on the first frame where
   each object appears, then after every full propagation (both directions)
@@ -13,7 +13,7 @@ segmentation and semi-supervised VOS, and the result is scored with DAVIS J&F
 * :func:`vos_protocol` -- semi-supervised VOS: one prompt (the ground-truth
   mask, its box, or 1/3/5 clicks) on each object's first frame, then forward.
 
-Every click is :func:`~napari_sam2.evaluate.next_click`: the deepest point of
+Every click is :func:`~napari_sam2.evaluation.metrics.next_click`: the deepest point of
 the larger error region, positive on a miss, negative on a false alarm. Clicks
 are placed one at a time against the current prediction, as a person would.
 
@@ -87,7 +87,7 @@ class ProtocolStep:
             far (the paper's "number of annotated frames"; the pass number in
             the offline protocol).
         clicks: the clicks placed so far, all objects together.
-        J, F, JF: DAVIS means over objects (:class:`~napari_sam2.evaluate.JFScores`
+        J, F, JF: DAVIS means over objects (:class:`~napari_sam2.evaluation.metrics.JFScores`
             ``J_mean``, ``F_mean``, ``JF_mean``).
     """
 
@@ -148,7 +148,7 @@ def iou_table(pred_labels: np.ndarray, gt_labels: np.ndarray, objects) -> np.nda
     """IoU of every object in every frame: ``(T, N)`` float, for ``(T, H, W)`` volumes.
 
     Object ``objects[i]`` is label ``objects[i]`` in both volumes; IoU is 1
-    where the object is absent from both (as :func:`~napari_sam2.evaluate.jaccard`).
+    where the object is absent from both (as :func:`~napari_sam2.evaluation.metrics.jaccard`).
     """
     ids = np.asarray(objects, dtype=np.int64)
     top = int(ids.max()) + 1 if ids.size else 1

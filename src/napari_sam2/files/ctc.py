@@ -43,7 +43,7 @@ def _lineage_array(lineage) -> np.ndarray:
 
     Accepts an ``(N, 4)`` array, a structured array with fields ``label, first, last,
     parent``, or rows that are 4-sequences or objects with those attributes
-    (e.g. :class:`napari_sam2.synthetic.LineageRow`).
+    (e.g. :class:`napari_sam2.evaluation.synthetic.LineageRow`).
     """
     fields = ("label", "first", "last", "parent")
     if isinstance(lineage, np.ndarray) and lineage.dtype.names:
@@ -191,7 +191,7 @@ def write_ctc(
         folder: output folder, created if needed.
         lineage: optional ``(label, first, last, parent)`` rows: an ``(N, 4)`` array,
             a structured array with those fields, or rows such as
-            :class:`napari_sam2.synthetic.LineageRow`. Without it, tracks are
+            :class:`napari_sam2.evaluation.synthetic.LineageRow`. Without it, tracks are
             derived from the label volume, with no parents.
         ground_truth: write the ground-truth layout instead of a result.
         overwrite: replace CTC files already in the folder (only those); otherwise
