@@ -191,11 +191,11 @@ def test_interactive_click_with_shift_is_negative(make_widget, qtbot):
     viewer, widget = make_widget()
     widget.select_object(3)
     event = type("E", (), {"modifiers": ["Shift"], "button": 1})()
-    widget._points_pressed(widget.points, event)  # what napari calls on mouse press
+    widget.prompts.points_pressed(widget.points, event)  # what napari calls on mouse press
     widget.points.add([1, 30, 30])
     qtbot.waitUntil(lambda: not widget.jobs.busy, timeout=TIMEOUT_MS)
     assert widget.points.features.iloc[-1].tolist() == [0, 3]
-    widget._toggle_negative()
+    widget.prompts.toggle_negative()
     assert widget.prompt_panel.negative.isChecked()
 
 
@@ -312,13 +312,13 @@ def test_cancel_stops_within_one_frame(make_widget, qtbot):
     viewer, widget = make_widget()
     widget.add_point(0, 20, 20, obj_id=1)
     widget.propagate("forward", wait=False)
-    qtbot.waitUntil(lambda: widget._eta is not None and widget._eta.done >= 2, timeout=TIMEOUT_MS)
-    at_cancel = widget._eta.done
+    qtbot.waitUntil(lambda: widget.propagation.eta is not None and widget.propagation.eta.done >= 2, timeout=TIMEOUT_MS)
+    at_cancel = widget.propagation.eta.done
     assert widget.propagate_panel.cancel.isEnabled()
     assert "left" in widget.propagate_panel.status.text()  # the ETA
     widget.cancel()
     qtbot.waitUntil(lambda: not widget.jobs.busy, timeout=TIMEOUT_MS)
-    assert widget._eta.done <= at_cancel + 1
+    assert widget.propagation.eta.done <= at_cancel + 1
     written = _labelled(widget.labels.data)
     assert written[:at_cancel] == [True] * at_cancel  # frames already written stay
     assert written[at_cancel + 1 :] == [False] * (N_FRAMES - at_cancel - 1)

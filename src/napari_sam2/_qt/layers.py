@@ -248,3 +248,40 @@ def _coords(frame: int, row: float, col: float, axis: int) -> list[float]:
     out = [float(row), float(col)]
     out.insert(axis, float(frame))
     return out
+
+
+class LayerSet:
+    """The image the widget works on, its three SAM 2 layers and the stack axis.
+
+    One instance is shared by the widget's parts; the widget alone changes
+    which layers it holds.
+    """
+
+    def __init__(self) -> None:
+        self.image = None
+        self.points = None
+        self.boxes = None
+        self.labels = None
+        self.axis = 0
+
+    @property
+    def attached(self) -> bool:
+        """True when the prompt and label layers exist."""
+        return self.points is not None and self.boxes is not None and self.labels is not None
+
+    def forget_prompt_layers(self) -> None:
+        self.points = self.boxes = self.labels = None
+
+    def num_frames(self) -> int:
+        """Frames along the stack axis."""
+        return int(spatial_shape(self.image)[self.axis])
+
+    def frame_shape(self) -> tuple[int, int]:
+        """(H, W) of one frame."""
+        shape = list(spatial_shape(self.image))
+        del shape[self.axis]
+        return int(shape[0]), int(shape[1])
+
+    def coords(self, frame: int, row: float, col: float) -> list[float]:
+        """Layer data coordinates of (row, col) on ``frame``."""
+        return _coords(frame, row, col, self.axis)

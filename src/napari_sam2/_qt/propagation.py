@@ -1,96 +1,127 @@
-"""Label writes and propagation (a mixin of the SAM 2 widget).
+"""Propagation runs of the SAM 2 widget (one part of it).
 
-Results arrive from the job queue on the UI thread and are written into the
-labels layer without touching pixels of ids that are not tracked objects; a
-whole propagation is one undo step.
+Plans come from :mod:`napari_sam2.engine.plans`; the controller runs them in a
+worker and each result arrives here on the UI thread, is written by the
+:class:`~napari_sam2._qt.label_writer.LabelWriter` and shown in the propagate
+panel. Corrections that re-propagate are collected here until they run.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Callable
 
-from ..engine.plans import merge_corrections
-from ..errors import Sam2Error
-from .controller import Eta, frame_index, label_write
-from .jobs import Job
+from ..engine.plans import merge_corrections, plan_passes
+from .controller import Eta, Sam2Controller
+from .jobs import Job, JobQueue
+from .label_writer import LabelWriter
+from .layers import LayerSet
+
+KINDS = ("propagate", "repropagate")
 
 
-class PropagationMixin:
-    """Writing FrameResults into the labels layer, and running propagations."""
+class Propagation:
+    """Runs propagations and re-propagations; reports progress in ``panel``.
 
-    # ===================================================================== labels
+    ``on_error(exc)`` shows a failure; ``on_written(n)`` is called after a run
+    that wrote ``n`` > 0 frames (the widget autosaves then).
+    """
 
-    def _write(self, result, tracked) -> None:
-        """Write one frame's prediction without touching labels the user painted."""
-        if self.labels is None:
-            return
-        index = frame_index(self.axis, result.frame)
-        current = np.asarray(self.labels.data[index])
-        change = label_write(current, result.label_image(), tracked, self.axis, result.frame)
-        if change is not None:
-            self.labels.data_setitem(*change)
+    def __init__(
+        self,
+        controller: Sam2Controller,
+        jobs: JobQueue,
+        layers: LayerSet,
+        writer: LabelWriter,
+        panel,
+        on_error: Callable[[BaseException], None],
+        on_written: Callable[[int], None],
+    ) -> None:
+        self._controller = controller
+        self._jobs = jobs
+        self._layers = layers
+        self._writer = writer
+        self._panel = panel
+        self._on_error = on_error
+        self._on_written = on_written
+        self.corrections: list[tuple[int, bool | None]] = []  # not yet re-propagated
+        self.eta: Eta | None = None
+        self._seen: set[int] = set()
 
-    def _close_history(self) -> None:
-        if self._history is not None:
-            history, self._history = self._history, None
-            history.__exit__(None, None, None)
+    def run(self, direction: str, first: int | None = None, last: int | None = None) -> None:
+        """Track every object from the prompted frames over [first, last] (default: the panel's)."""
+        lo, hi = self._panel.frame_range(self._layers.num_frames())
+        lo = lo if first is None else int(first)
+        hi = hi if last is None else int(last)
+        self._controller.last_range = (lo, hi)
+        passes = plan_passes(direction, self._controller.prompted_frames(), lo, hi)
+        self._submit("propagate", passes)
 
-    # ===================================================================== propagation
+    def add_corrections(self, corrections) -> None:
+        """Corrections to re-propagate; a running re-propagation is outdated by them."""
+        self._jobs.cancel(("repropagate",))
+        self.corrections += corrections
 
-    def _repropagate(self, corrections) -> None:
-        lo, hi = self.controller.last_range or (0, self._num_frames() - 1)
-        merged = merge_corrections(corrections, lo, hi)
+    def repropagate(self) -> None:
+        """Re-track from every pending correction, one pass per direction."""
+        lo, hi = self._controller.last_range or (0, self._layers.num_frames() - 1)
+        merged = merge_corrections(self.corrections, lo, hi)
         if merged:
-            self._submit_propagation("repropagate", merged)
+            self._submit("repropagate", merged)
 
-    def _submit_propagation(self, kind: str, passes) -> Job:
+    def cancel(self) -> None:
+        """Stop after the frame being computed; forget pending corrections."""
+        self.corrections.clear()
+        self._jobs.cancel(KINDS)
+
+    def running(self) -> bool:
+        """A propagation runs or waits in the queue."""
+        current = self._jobs.current
+        return bool(current and current.kind in KINDS) or any(
+            self._jobs.pending(kind) for kind in KINDS
+        )
+
+    def _submit(self, kind: str, passes) -> Job:
         # "both" meets its start frame twice: count frames, not steps.
         total = len({f for p in passes for f in p.frames() if p.first <= f <= p.last})
         job = Job(
             kind,
-            self.controller.propagate,
+            self._controller.propagate,
             (passes,),
-            on_start=lambda: self._propagation_started(total),
-            on_yield=self._frame_arrived,
-            on_error=self._error,
-            on_finish=lambda: self._propagation_finished(job),
+            on_start=lambda: self._started(total),
+            on_yield=self._arrived,
+            on_error=self._on_error,
+            on_finish=lambda: self._finished(job),
         )
-        return self.jobs.submit(job)
+        return self._jobs.submit(job)
 
-    def _propagation_started(self, total: int) -> None:
-        if self.labels is not None:
-            # All frames of one propagation are one undo step.
-            self._history = self.labels.block_history()
-            self._history.__enter__()
-        self._eta = Eta(total)
-        self._seen_frames = set()
-        bar = self.propagate_panel.progress
+    def _started(self, total: int) -> None:
+        self._writer.open_step()  # all frames of one propagation are one undo step
+        self.eta = Eta(total)
+        self._seen = set()
+        bar = self._panel.progress
         bar.setRange(0, max(1, total))
         bar.setValue(0)
-        self.propagate_panel.cancel.setEnabled(True)
-        self.propagate_panel.status.setText(self._eta.text())
+        self._panel.cancel.setEnabled(True)
+        self._panel.status.setText(self.eta.text())
 
-    def _frame_arrived(self, item) -> None:
+    def _arrived(self, item) -> None:
         result, reverse = item
-        self._write(result, result.predicted_ids())
-        self.controller.record_reached(result, reverse)
-        if self._eta is not None and result.frame not in self._seen_frames:
-            self._seen_frames.add(result.frame)
-            self._eta.step()
-            self.propagate_panel.progress.setValue(self._eta.done)
-            self.propagate_panel.status.setText(f"Frame {result.frame}: " + self._eta.text())
+        self._writer.write(result, result.predicted_ids())
+        self._controller.record_reached(result, reverse)
+        if self.eta is not None and result.frame not in self._seen:
+            self._seen.add(result.frame)
+            self.eta.step()
+            self._panel.progress.setValue(self.eta.done)
+            self._panel.status.setText(f"Frame {result.frame}: " + self.eta.text())
 
-    def _propagation_finished(self, job: Job) -> None:
+    def _finished(self, job: Job) -> None:
         if not job.started:
             return  # dropped from the queue before it ran
         if job.kind == "repropagate" and not job.cancelled:
-            self._corrections.clear()  # done (or failed: do not retry forever)
-        self._close_history()
-        done = self._eta.done if self._eta else 0
+            self.corrections.clear()  # done (or failed: do not retry forever)
+        self._writer.close_step()
+        done = self.eta.done if self.eta else 0
         what = "Cancelled" if job.cancelled else ("Failed" if job.error else "Done")
-        self.propagate_panel.status.setText(f"{what}: {done} frames written")
-        if done and self.session_panel.autosave.isChecked():
-            try:
-                self._autosave()
-            except (Sam2Error, OSError) as exc:
-                self._error(exc)
+        self._panel.status.setText(f"{what}: {done} frames written")
+        if done:
+            self._on_written(done)

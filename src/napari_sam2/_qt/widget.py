@@ -1,11 +1,23 @@
 """The "SAM 2 segmentation" dock widget.
 
-The widget is thin: a :class:`~napari_sam2._qt.controller.Sam2Controller` holds
-the model, the session and the bookkeeping; compute runs in napari thread
-workers one job at a time (:class:`~napari_sam2._qt.jobs.JobQueue`); the
-layers are only written here, on the UI thread.
+The widget is built by composition from parts it owns, each given what it
+needs explicitly:
 
-Every action is also a method, for scripts and the napari console::
+- :class:`~napari_sam2._qt.controller.Sam2Controller`: the model, the session
+  and the bookkeeping, without Qt; it decides which prompt edits reach the
+  session and which correct tracked frames;
+- :class:`~napari_sam2._qt.jobs.JobQueue`: compute in napari thread workers,
+  one job at a time;
+- :class:`~napari_sam2._qt.layers.LayerSet`: the image, its three SAM 2 layers
+  and the stack axis;
+- :class:`~napari_sam2._qt.label_writer.LabelWriter`,
+  :class:`~napari_sam2._qt.propagation.Propagation`,
+  :class:`~napari_sam2._qt.prompt_sync.PromptSync` and
+  :class:`~napari_sam2._qt.session_store.SessionStore`;
+- the panels of :mod:`napari_sam2._qt.panels`.
+
+The widget itself chooses the image, loads models, opens sessions and offers
+every action as a method, for scripts and the napari console::
 
     widget.load_model("sam2.1_hiera_tiny")
     widget.add_point(frame=0, row=120, col=88)
@@ -20,22 +32,15 @@ from pathlib import Path
 
 import numpy as np
 from qtpy.QtCore import QEvent, QSize, Qt, Signal
-from qtpy.QtWidgets import QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QMessageBox, QScrollArea, QVBoxLayout, QWidget
 
-from ..engine.plans import plan_passes
 from ..errors import InputError, Sam2Error, one_line
-from .controller import (
-    LABELS_FILE,
-    Sam2Controller,
-    frame_index,
-    read_session_json,
-    session_id_of,
-)
+from ..files.session_files import LABELS_FILE, read_session_json, session_id_of
+from ..files.stacks import Stack, frame_index
+from .controller import Sam2Controller
 from .jobs import Job, JobQueue
-from .layers import (
-    add_box_rows,
-    spatial_shape,
-)
+from .label_writer import LabelWriter
+from .layers import LayerSet, add_box_rows, image_frames, spatial_shape
 from .panels import (
     DataPanel,
     ModelPanel,
@@ -44,14 +49,13 @@ from .panels import (
     PropagatePanel,
     SessionPanel,
 )
-from .prompt_sync import PromptsMixin
-from .propagation import PropagationMixin
-from .session_store import SessionMixin
+from .prompt_sync import PromptSync
+from .propagation import KINDS as PROPAGATION_KINDS
+from .propagation import Propagation
+from .session_store import SessionStore
 
-PROPAGATION_KINDS = ("propagate", "repropagate")
 
-
-class Sam2Widget(PromptsMixin, PropagationMixin, SessionMixin, QWidget):
+class Sam2Widget(QWidget):
     """Dock widget: model, image, prompts, objects, propagation and sessions."""
 
     _download = Signal(int, int)  # bytes done, total (-1: unknown); emitted from a worker
@@ -62,15 +66,9 @@ class Sam2Widget(PromptsMixin, PropagationMixin, SessionMixin, QWidget):
         self.viewer = napari_viewer
         self.controller = Sam2Controller()
         self.jobs = JobQueue(self)
-        self.image = self.points = self.boxes = self.labels = None
-        self.axis = 0
-        self._syncing = False  # True while the widget edits prompt layers itself
-        self._history = None  # labels undo block open during a propagation
-        self._eta = None
-        self._seen_frames: set[int] = set()
-        self._corrections: list[tuple[int, bool | None]] = []  # not yet re-propagated
-        self._saved_reached: dict[int, dict[int, bool]] = {}
+        self.layers = LayerSet()
         self._restoring = False  # a loaded session waits for its VideoSession
+        self._saved_reached: dict[int, dict[int, bool]] = {}
         self._closed = False
         self._docked = False
         self.last_error: str | None = None
@@ -81,10 +79,49 @@ class Sam2Widget(PromptsMixin, PropagationMixin, SessionMixin, QWidget):
         self.objects_panel = ObjectsPanel()
         self.propagate_panel = PropagatePanel()
         self.session_panel = SessionPanel()
+
+        self.writer = LabelWriter(self.layers)
+        self.propagation = Propagation(
+            self.controller,
+            self.jobs,
+            self.layers,
+            self.writer,
+            self.propagate_panel,
+            on_error=self._error,
+            on_written=self._written,
+        )
+        self.prompts = PromptSync(
+            self.viewer,
+            self.controller,
+            self.jobs,
+            self.layers,
+            self.writer,
+            self.propagation,
+            self.prompt_panel,
+            self.objects_panel,
+            auto_repropagate=self.propagate_panel.auto.isChecked,
+            on_error=self._error,
+        )
+        self.sessions = SessionStore(
+            self.viewer,
+            self.controller,
+            self.jobs,
+            self.layers,
+            self.prompts,
+            self.session_panel,
+            on_error=self._error,
+        )
         self._build_layout()
         self._connect()
         self._refresh_images()
         self._device_changed(self.model_panel.device.currentText())
+
+    # The layers the widget works on (read-only views of ``self.layers``).
+    image = property(lambda self: self.layers.image)
+    points = property(lambda self: self.layers.points)
+    boxes = property(lambda self: self.layers.boxes)
+    labels = property(lambda self: self.layers.labels)
+    axis = property(lambda self: self.layers.axis)
 
     # ===================================================================== scripting API
 
@@ -123,8 +160,8 @@ class Sam2Widget(PromptsMixin, PropagationMixin, SessionMixin, QWidget):
         """Click on (row, col) of ``frame`` for an object (default: the selected label)."""
         self._need_layers()
         self._check_inside("point", frame, [(row, col)])
-        obj = self._object_for(obj_id)
-        coords = self._coords(frame, row, col)
+        obj = self.prompts.object_for(obj_id)
+        coords = self.layers.coords(frame, row, col)
         old = {"label": 1, "object": obj}
         self.points.feature_defaults = {"label": int(bool(positive)), "object": obj}
         try:
@@ -142,9 +179,9 @@ class Sam2Widget(PromptsMixin, PropagationMixin, SessionMixin, QWidget):
 
         self._need_layers()
         self._check_inside("box", frame, [(row0, col0), (row1, col1)])
-        obj = self._object_for(obj_id)
+        obj = self.prompts.object_for(obj_id)
         add_box_rows(self.boxes, [BoxRow(frame, row0, col0, row1, col1, obj)], self.axis)
-        self.boxes.feature_defaults = {"object": self._current_object()}
+        self.boxes.feature_defaults = {"object": self.prompts.current_object()}
         self._maybe_wait(wait)
 
     def add_object(self, name: str | None = None, select: bool = True) -> int:
@@ -152,7 +189,7 @@ class Sam2Widget(PromptsMixin, PropagationMixin, SessionMixin, QWidget):
         self._need_layers()
         taken = [int(np.max(self.labels.data))] if np.size(self.labels.data) else []
         obj = self.controller.add_object(name=name, taken=taken)
-        self._refresh_objects()
+        self.prompts.refresh_objects()
         if select:
             self.select_object(obj)
         return obj
@@ -165,23 +202,23 @@ class Sam2Widget(PromptsMixin, PropagationMixin, SessionMixin, QWidget):
     def rename_object(self, obj_id: int, name: str) -> None:
         """Give an object a name (kept in the session; ids stay the label values)."""
         self.controller.add_object(int(obj_id), name=name)
-        self._refresh_objects()
+        self.prompts.refresh_objects()
 
     def remove_object(self, obj_id: int, wait: bool = True) -> None:
         """Delete an object: its prompts, its session track and its pixels (one undo step)."""
         self._need_layers()
         obj = int(obj_id)
-        self._delete_prompts(lambda key: key[1] == obj)
+        self.prompts.delete(lambda key: key[1] == obj)
         self.controller.remove_object_prompts(obj)
         job = Job(
             "remove",
             self.controller.remove_object,
             (obj,),
-            on_done=lambda results: self._object_removed(obj, results),
+            on_done=lambda results: self.writer.remove_object(obj, results),
             on_error=self._error,
         )
         self.jobs.submit(job)
-        self._refresh_objects()
+        self.prompts.refresh_objects()
         self._maybe_wait(wait)
 
     def use_painted_mask(
@@ -193,22 +230,22 @@ class Sam2Widget(PromptsMixin, PropagationMixin, SessionMixin, QWidget):
         """
         self._need_layers()
         frame = self.current_frame() if frame is None else int(frame)
-        obj = self._object_for(obj_id)
+        obj = self.prompts.object_for(obj_id)
         mask = np.asarray(self.labels.data[frame_index(self.axis, frame)]) == obj
         if not mask.any():
             raise InputError(f"mask: label {obj} has no pixels on frame {frame}; paint it first")
-        self._delete_prompts(lambda key: key == (frame, obj))
+        self.prompts.delete(lambda key: key == (frame, obj))
         self.controller.set_mask_prompt(frame, obj, mask)
-        self._sync_prompts()
+        self.prompts.sync()
         self._maybe_wait(wait)
 
     def clear_frame_prompts(self, frame: int | None = None, obj_id: int | None = None) -> None:
         """Delete one object's clicks, box and mask prompt on a frame."""
         self._need_layers()
         frame = self.current_frame() if frame is None else int(frame)
-        obj = self._object_for(obj_id)
-        self._delete_prompts(lambda key: key == (frame, obj))
-        self._sync_prompts()
+        obj = self.prompts.object_for(obj_id)
+        self.prompts.delete(lambda key: key == (frame, obj))
+        self.prompts.sync()
 
     def propagate(
         self,
@@ -220,19 +257,12 @@ class Sam2Widget(PromptsMixin, PropagationMixin, SessionMixin, QWidget):
         """Track every object from the prompted frames over [first, last] (default: all)."""
         self._need_layers()
         direction = direction or self.propagate_panel.direction.currentText()
-        n = self._num_frames()
-        lo, hi = self.propagate_panel.frame_range(n)
-        lo = lo if first is None else int(first)
-        hi = hi if last is None else int(last)
-        self.controller.last_range = (lo, hi)
-        passes = plan_passes(direction, self.controller.prompted_frames(), lo, hi)
-        self._submit_propagation("propagate", passes)
+        self.propagation.run(direction, first, last)
         self._maybe_wait(wait)
 
     def cancel(self) -> None:
         """Stop propagation after the frame being computed; frames written stay."""
-        self._corrections.clear()
-        self.jobs.cancel(PROPAGATION_KINDS)
+        self.propagation.cancel()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait (keeping napari live) until every queued job is done."""
@@ -245,32 +275,29 @@ class Sam2Widget(PromptsMixin, PropagationMixin, SessionMixin, QWidget):
         A folder holding another session is refused unless ``overwrite``.
         """
         self._need_layers()
-        target = Path(folder).expanduser() if folder is not None else self._autosave_folder()
+        target = (
+            Path(folder).expanduser() if folder is not None else self.sessions.autosave_folder()
+        )
         other = session_id_of(target)
         if other is not None and other != self.controller.session_id and not overwrite:
             raise InputError(
                 f"session: {target} holds another session; choose another folder or overwrite it"
             )
-        self._write_session(target, wait)
+        self.sessions.write(target)
+        self._maybe_wait(wait)
         return target
 
     def load_session(self, folder: str | os.PathLike, wait: bool = True) -> None:
         """Restore a saved session: image, objects, prompt layers, labels and model."""
-        from ..files.prompt_files import (
-            BOXES_FILE,
-            MASKS_FILE,
-            POINTS_FILE,
-            Prompts,
-            read_label_tiff,
-            read_prompts,
-        )
+        from ..files.prompt_files import BOXES_FILE, MASKS_FILE, POINTS_FILE, Prompts, read_prompts
+        from ..files.tiff import read_label_tiff
 
         folder = Path(folder).expanduser()
         meta = read_session_json(folder)
         labels = read_label_tiff(folder / LABELS_FILE)
         has_prompts = any((folder / f).exists() for f in (POINTS_FILE, BOXES_FILE, MASKS_FILE))
         prompts = read_prompts(folder) if has_prompts else Prompts()
-        image = self._session_image(meta)
+        image = self.sessions.session_image(meta)
         shape = list(spatial_shape(image))
         axis = int(meta.get("stack_axis", 0))
         expected = (shape.pop(axis), *shape) if 0 <= axis < len(shape) else None
@@ -288,7 +315,7 @@ class Sam2Widget(PromptsMixin, PropagationMixin, SessionMixin, QWidget):
         """The frame (index along the stack axis) shown in the viewer."""
         self._need_layers()
         pos = self.labels.world_to_data(self.viewer.dims.point)
-        return int(np.clip(round(float(pos[self.axis])), 0, self._num_frames() - 1))
+        return int(np.clip(round(float(pos[self.axis])), 0, self.layers.num_frames() - 1))
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop work, stop listening to the viewer and release the session.
@@ -307,8 +334,8 @@ class Sam2Widget(PromptsMixin, PropagationMixin, SessionMixin, QWidget):
             (layers.renamed, self._refresh_images),
         ):
             emitter.disconnect(handler)
-        self._close_history()
-        self._detach()
+        self.writer.close_step()
+        self.prompts.detach()
         self._close_session_when_idle()
         if wait:
             self.jobs.wait(None, timeout=60)
@@ -373,7 +400,7 @@ class Sam2Widget(PromptsMixin, PropagationMixin, SessionMixin, QWidget):
         pp.clear_frame.clicked.connect(lambda: self._guard(self.clear_frame_prompts))
         op.add_clicked.connect(lambda: self._guard(self.add_object))
         op.remove_clicked.connect(lambda obj: self._guard(self.remove_object, obj, wait=False))
-        op.renamed.connect(self._renamed)
+        op.renamed.connect(self.prompts.renamed)
         op.selected.connect(lambda obj: self._guard(self.select_object, obj))
         self.propagate_panel.run.clicked.connect(lambda: self._guard(self.propagate, wait=False))
         self.propagate_panel.cancel.clicked.connect(self.cancel)
@@ -456,7 +483,7 @@ class Sam2Widget(PromptsMixin, PropagationMixin, SessionMixin, QWidget):
 
     def _check_inside(self, what: str, frame: int, corners) -> None:
         """Refuse a scripted prompt off the stack before it reaches any layer."""
-        n = self._num_frames()
+        n = self.layers.num_frames()
         if not isinstance(frame, (int, np.integer)) or not 0 <= frame < n:
             raise InputError(f"{what}: frame {frame!r} is not in 0..{n - 1}")
         shape = list(spatial_shape(self.image))
@@ -490,11 +517,259 @@ class Sam2Widget(PromptsMixin, PropagationMixin, SessionMixin, QWidget):
         show_error(message)
 
     def _busy_changed(self, busy: bool) -> None:
-        running = self.jobs.current
-        self.propagate_panel.cancel.setEnabled(
-            bool(running and running.kind in PROPAGATION_KINDS)
-            or bool(self.jobs.pending("propagate") or self.jobs.pending("repropagate"))
+        self.propagate_panel.cancel.setEnabled(self.propagation.running())
+
+    def _need_layers(self) -> None:
+        if self.image is None:
+            raise InputError("image: pick a 3D image layer in the SAM 2 widget first")
+        if not self.layers.attached:
+            raise InputError(
+                "layers: a SAM2 prompt or labels layer was deleted; pick the image again"
+            )
+
+    def _written(self, frames: int) -> None:
+        """A propagation wrote frames: autosave when asked to."""
+        if self.session_panel.autosave.isChecked():
+            try:
+                self.sessions.autosave()
+            except (Sam2Error, OSError) as exc:
+                self._error(exc)
+
+    # ===================================================================== image and session
+
+    def _refresh_images(self, event=None) -> None:
+        from napari.layers import Image
+
+        combo = self.data_panel.image
+        names = [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
+        current = combo.currentText()
+        combo.blockSignals(True)
+        combo.clear()
+        combo.addItems(names)
+        keep = current if current in names else (names[0] if names else "")
+        combo.setCurrentText(keep)
+        combo.blockSignals(False)
+        if keep and (self.image is None or self.image.name != keep):
+            self._image_chosen(keep)
+
+    def _layer_removed(self, event) -> None:
+        layer = event.value
+        if layer is self.image:
+            self.prompts.detach()
+            self.layers.image = None
+            self._close_session_when_idle()
+        elif layer in (self.points, self.boxes, self.labels):
+            self.jobs.cancel()
+            self.writer.close_step()
+            self.prompts.detach()
+            self.layers.forget_prompt_layers()
+        self._refresh_images()
+
+    def _image_chosen(self, name: str) -> None:
+        if not name or name not in self.viewer.layers:
+            return
+        layer = self.viewer.layers[name]
+        if layer is self.image and self.points is not None:
+            return
+        self.writer.close_step()
+        self.prompts.detach()
+        self.layers.forget_prompt_layers()
+        self._close_session_when_idle()
+        if layer is not self.image:
+            # Another image is another session: never autosave into the old one's folder.
+            self.controller.new_identity()
+            self.propagation.corrections.clear()
+            self.session_panel.folder.setText("Not saved yet")
+        self.layers.image = layer
+        ndim = len(spatial_shape(layer))
+        names = [str(n) for n in (getattr(layer, "axis_labels", None) or range(ndim))]
+        self.data_panel.set_axes(_axis_titles(names), 0)
+        self.layers.axis = 0
+        self._guess_kind(layer, names)
+        if ndim != 3:
+            self.last_error = f"image: {name} has {ndim} dimensions; pick a 3D stack"
+            self.model_panel.status.setText(self.last_error)
+            return
+        self._attach()
+        self._open_session()
+
+    def _attach(self) -> None:
+        self.prompts.attach()
+        self.propagate_panel.set_frames(self.layers.num_frames())
+
+    def _close_session_when_idle(self) -> None:
+        """Drop queued work and the session; close it once the running job is done.
+
+        A worker cannot be stopped mid-frame, and closing the session under it
+        would make it fail.
+        """
+        self.jobs.cancel()
+        session = self.controller.detach_session()
+        if session is None:
+            return
+        if self.jobs.current is None:
+            session.close()
+        else:
+            self.jobs.submit(Job("close", _nothing, on_finish=session.close, cleanup=True))
+
+    def _guess_kind(self, layer, axis_names) -> None:
+        hint = str(layer.metadata.get("napari_sam2_stack_axis", "")).lower()
+        is_z = hint == "z" or str(axis_names[0]).lower() == "z"
+        self.data_panel.kind.blockSignals(True)
+        self.data_panel.kind.setCurrentText("z-stack" if is_z else "time-lapse")
+        self.data_panel.kind.blockSignals(False)
+        self._kind_chosen(self.data_panel.kind.currentText())
+
+    def _axis_chosen(self, index: int) -> None:
+        if index < 0 or index == self.axis or self.image is None:
+            return
+        self._close_session_when_idle()
+        self.layers.axis = index
+        self.propagate_panel.set_frames(self.layers.num_frames())
+        self._open_session()
+
+    def _kind_chosen(self, text: str) -> None:
+        if self.controller.set_stack_kind(text) == "z":
+            self.propagate_panel.direction.setCurrentText("both")
+
+    def _open_session(self) -> None:
+        """Open a VideoSession on the image (worker), then give it the layers' prompts.
+
+        Normally every prompt is previewed (written to the labels). Right after a
+        session was loaded (``self._restoring``) the prompts are replayed without
+        writing, so the loaded labels stay exactly as saved.
+        """
+        if self.controller.model is None or self.image is None or self.labels is None:
+            return
+        data, rgb = image_frames(self.image)
+        try:
+            stack = Stack(data, self.axis, rgb=rgb)
+        except Sam2Error as exc:
+            self._error(exc)
+            return
+        quiet = self._restoring
+        # Snapshot now: what the session replays is what the layers hold now.
+        prompts = self.prompts.rows() if quiet else None
+        current = self.prompts.current_prompts() if quiet else None
+
+        made = []
+
+        def work():
+            session = self.controller.open_session(stack)
+            made.append(session)
+            if prompts is not None and not prompts.is_empty:
+                from ..engine.replay import apply_prompts
+
+                apply_prompts(session, prompts)
+            return session
+
+        def release() -> None:
+            # A cancelled (or failed) job's session is never installed: close it.
+            for session in made:
+                if session is not self.controller.session:
+                    session.close()
+
+        job = Job(
+            "session",
+            work,
+            on_done=lambda session: self._session_opened(session, stack, current),
+            on_error=self._error,
+            on_finish=release,
+            cleanup=True,
         )
+        self.jobs.submit(job)
+
+    def _session_opened(self, session, stack, replayed) -> None:
+        self.controller.set_session(session, stack)
+        if replayed is None:
+            self.prompts.sync()
+            return
+        self._restoring = False
+        self.controller.session_replayed(replayed, self._saved_reached)
+        self.prompts.sync()  # prompts edited while the session opened
+
+    def _restore(self, meta: dict, image, labels: np.ndarray, prompts, folder: Path) -> None:
+        self.data_panel.image.setCurrentText(image.name)
+        if self.image is not image:
+            self._image_chosen(image.name)
+        axis = int(meta.get("stack_axis", 0))
+        if axis != self.axis:
+            self.data_panel.axis.setCurrentIndex(axis)
+        kind = "z-stack" if meta.get("stack_kind") == "z" else "time-lapse"
+        self.data_panel.kind.setCurrentText(kind)
+        # Choosing the image or axis may have queued a session for the old prompts.
+        self.jobs.cancel()
+        self.jobs.wait(None)
+        self.controller.close_session()
+        self._saved_reached = self.sessions.restore_layers(meta, labels, prompts, folder)
+        # The next session opened replays the prompts without writing labels, even
+        # if the session's model cannot be loaded and the user loads another.
+        self._restoring = True
+        source = (meta.get("model") or {}).get("source")
+        if source and (self.controller.model is None or self.controller.model_source != source):
+            self._reload_for_session(meta)
+        else:
+            self._open_session()
+
+    def _reload_for_session(self, meta: dict) -> None:
+        """Load the session's model (then open the session with its prompts)."""
+        model = meta.get("model") or {}
+        source = model["source"]
+        device = model.get("device", "auto")
+        precision = model.get("precision", "float32")
+        image_size = int(model.get("image_size") or 1024)
+
+        def loaded(m) -> None:
+            self.controller.set_model(m, source, device, precision)
+            self.model_panel.status.setText(f"{m.cfg.name} on {m.device.type}, {precision}")
+            self._open_session()
+
+        self.jobs.submit(
+            Job(
+                "load",
+                self.controller.load_model,
+                (source, device, image_size, self._download_cb),
+                on_start=lambda: self._busy_model(f"Loading {Path(source).name}..."),
+                on_done=loaded,
+                on_error=lambda exc: self._error(exc, self.model_panel.status),
+                on_finish=lambda: self.model_panel.progress.setVisible(False),
+            )
+        )
+
+    def _save_clicked(self) -> None:
+        if self.image is None:
+            self._error(InputError("image: pick an image layer first"))
+            return
+        folder = self.session_panel.ask_folder("Save SAM 2 session to folder")
+        if not folder:
+            return
+        target = Path(folder)
+        other = session_id_of(target)
+        overwrite = False
+        if other is not None and other != self.controller.session_id:
+            answer = QMessageBox.question(
+                self, "Overwrite session?", f"{target} holds another session. Overwrite it?"
+            )
+            if answer != QMessageBox.Yes:
+                return
+            overwrite = True
+        self._guard(self.save_session, target, overwrite=overwrite, wait=False)
+
+    def _load_session_clicked(self) -> None:
+        folder = self.session_panel.ask_folder("Load SAM 2 session folder")
+        if folder:
+            self._guard(self.load_session, folder, wait=False)
+
+
+def _nothing() -> None:
+    """A job that only waits its turn in the queue."""
+
+
+def _axis_titles(names: list[str]) -> list[str]:
+    """ "0: t" for named axes; "axis 0" when napari only has its default names (-3, -2...)."""
+    if all(n.lstrip("-").isdigit() for n in names):
+        return [f"axis {i}" for i in range(len(names))]
+    return [f"{i}: {n}" for i, n in enumerate(names)]
 
 
 def _checkpoint_choices() -> tuple[tuple[str, ...], str, dict[str, str]]:
