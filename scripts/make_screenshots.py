@@ -114,7 +114,11 @@ def main() -> None:
 
     def during(item) -> None:
         # Mid-propagation: the progress bar, ETA and Cancel button are live.
-        if widget.propagation.eta is not None and widget.propagation.eta.done == 8 and not shots["mid"]:
+        if (
+            widget.propagation.eta is not None
+            and widget.propagation.eta.done == 8
+            and not shots["mid"]
+        ):
             shots["mid"] = True
             save(viewer, args.out / "03_propagating.png")
 

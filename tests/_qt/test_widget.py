@@ -312,7 +312,10 @@ def test_cancel_stops_within_one_frame(make_widget, qtbot):
     viewer, widget = make_widget()
     widget.add_point(0, 20, 20, obj_id=1)
     widget.propagate("forward", wait=False)
-    qtbot.waitUntil(lambda: widget.propagation.eta is not None and widget.propagation.eta.done >= 2, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(
+        lambda: widget.propagation.eta is not None and widget.propagation.eta.done >= 2,
+        timeout=TIMEOUT_MS,
+    )
     at_cancel = widget.propagation.eta.done
     assert widget.propagate_panel.cancel.isEnabled()
     assert "left" in widget.propagate_panel.status.text()  # the ETA
