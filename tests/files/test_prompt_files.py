@@ -1,4 +1,4 @@
-"""The prompts file format: CSV points/boxes, napari exports, mask TIFFs; replaying them."""
+"""The prompts file format: CSV points/boxes, napari exports, mask TIFFs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_sam2.engine.replay import apply_prompts
 from napari_sam2.errors import InputError
 from napari_sam2.files.prompt_files import (
     BoxRow,
@@ -190,72 +189,6 @@ def test_truncated_tiff_is_rejected_and_left_alone(tmp_path, layout):
 
 
 # --------------------------------------------------------------------------- checking and applying
-
-
-class FakeSession:
-    """Records the calls apply_prompts makes (VideoSession's prompt API)."""
-
-    def __init__(self, num_frames=4, frame_shape=(32, 40)):
-        self.num_frames, self.frame_shape, self.calls = num_frames, frame_shape, []
-
-    def add_box(self, frame, obj_id, box):
-        self.calls.append(("box", frame, obj_id, tuple(box)))
-        return len(self.calls)
-
-    def add_points(self, frame, obj_id, points, labels, clear=True):
-        self.calls.append(
-            ("points", frame, obj_id, [tuple(p) for p in points], list(labels), clear)
-        )
-        return len(self.calls)
-
-    def add_mask(self, frame, obj_id, mask):
-        self.calls.append(("mask", frame, obj_id, int(np.count_nonzero(mask))))
-        return len(self.calls)
-
-
-def test_apply_prompts_order_and_clear_flags():
-    points = (
-        PointRow(1, 5, 6, 1, 2),
-        PointRow(0, 1, 2, 1, 1),
-        PointRow(1, 7, 8, 0, 2),
-        PointRow(0, 3, 4, 0, 1),
-    )
-    boxes = (BoxRow(0, 0, 0, 10, 10, 1),)
-    masks = np.zeros((4, 32, 40), np.int32)
-    masks[3, :2, :3] = 9
-    masks[3, 5:6, 5:6] = 4
-    session = FakeSession()
-    results = apply_prompts(session, Prompts(points, boxes, masks))
-    # One (frame, object) at a time: boxed keys first, then clicked ones, then masks.
-    assert session.calls == [
-        ("box", 0, 1, (0, 0, 10, 10)),
-        # (frame 0, object 1) has a box: even its first click keeps it
-        ("points", 0, 1, [(1, 2)], [1], False),
-        ("points", 0, 1, [(3, 4)], [0], False),
-        # first click of (frame 1, object 2): fresh; then added to it
-        ("points", 1, 2, [(5, 6)], [1], True),
-        ("points", 1, 2, [(7, 8)], [0], False),
-        ("mask", 3, 4, 1),
-        ("mask", 3, 9, 6),
-    ]
-    assert results == list(range(1, 8))
-
-
-def test_apply_prompts_reindexes_frames_and_checks_before_touching():
-    prompts = Prompts((PointRow(5, 1, 1, 1, 1), PointRow(6, 2, 2, 1, 3)))
-    session = FakeSession(num_frames=2)
-    apply_prompts(session, prompts, frames=range(5, 7))
-    assert [c[1] for c in session.calls] == [0, 1]
-
-    session = FakeSession(num_frames=2)
-    with pytest.raises(InputError, match="outside the selected frames 6:8"):
-        apply_prompts(session, prompts, frames=range(6, 8))
-    with pytest.raises(InputError, match="does not exist"):
-        apply_prompts(session, prompts)
-    bad = Prompts((PointRow(0, 1, 1, 1, 1), PointRow(1, 1, 99, 1, 1)))
-    with pytest.raises(InputError, match="outside the image"):
-        apply_prompts(session, bad)
-    assert session.calls == []
 
 
 def test_check_and_select_frames():
