@@ -7,24 +7,18 @@ import pytest
 
 from napari_sam2._qt.controller import (
     Eta,
-    FramePrompt,
     Sam2Controller,
     changed_keys,
     clip_to_frame,
     collect_prompts,
-    default_session_folder,
-    extends,
     format_seconds,
-    free_folder,
     group_boxes,
     group_points,
     label_write,
     merge_labels,
-    read_session_json,
-    session_id_of,
-    write_session_json,
 )
 from napari_sam2._qt.writer import labels_for_tiff, write_labels_tiff
+from napari_sam2.engine.prompts import FramePrompt, extends
 from napari_sam2.errors import InputError
 from napari_sam2.files.stacks import Stack
 
@@ -92,7 +86,7 @@ def test_collect_prompts_and_clip():
     assert FramePrompt().empty
 
 
-# --------------------------------------------------------------------------- plans
+# --------------------------------------------------------------------------- edits and corrections
 
 
 def test_controller_correction_bookkeeping():
@@ -192,20 +186,6 @@ def test_eta_and_messages():
 
 
 # --------------------------------------------------------------------------- files
-
-
-def test_session_folders_never_take_another_session(tmp_path):
-    folder = default_session_folder(str(tmp_path / "movie.tif"), "my cells")
-    assert folder == tmp_path / "my_cells_sam2_session"
-    assert free_folder(folder, "me") == folder
-    folder.mkdir()
-    write_session_json(folder, {"objects": [], "session_id": "someone-else"})
-    assert session_id_of(folder) == "someone-else"
-    assert free_folder(folder, "me") == tmp_path / "my_cells_sam2_session_2"
-    assert free_folder(folder, "someone-else") == folder  # our own: overwrite is fine
-    assert read_session_json(folder)["session_id"] == "someone-else"
-    with pytest.raises(InputError, match="no session.json"):
-        read_session_json(tmp_path)
 
 
 def test_writer_uses_smallest_unsigned_type(tmp_path):

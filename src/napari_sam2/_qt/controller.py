@@ -24,20 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engine.plans import DIRECTIONS, PropagationPass, correction_passes, plan_passes  # noqa: F401
-from ..engine.prompts import FramePrompt, extends  # noqa: F401
+from ..engine.plans import PropagationPass
+from ..engine.prompts import FramePrompt
 from ..errors import InputError
-from ..files.session_files import (  # noqa: F401
-    LABELS_FILE,
-    SESSION_FILE,
-    SESSION_VERSION,
-    default_session_folder,
-    free_folder,
-    read_session_json,
-    session_id_of,
-    write_session_json,
-)
-from ..files.stacks import Stack, frame_index  # noqa: F401
+from ..files.session_files import SESSION_VERSION
+from ..files.stacks import Stack
 
 STACK_KINDS = ("time", "z")
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .controller import frame_index, label_write
+from ..files.stacks import frame_index
+from .controller import label_write
 from .layers import LayerSet
 
 
