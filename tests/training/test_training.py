@@ -10,8 +10,8 @@ import pytest
 import tifffile
 import torch
 
-from napari_sam2.config import HieraConfig, Sam2Config, config_from_dict, config_to_dict
 from napari_sam2.errors import InputError
+from napari_sam2.modeling.config import HieraConfig, Sam2Config, config_from_dict, config_to_dict
 from napari_sam2.modeling.sam2 import Sam2Model
 from napari_sam2.training import TrainConfig, micro_cells_config
 from napari_sam2.training import prompts as sim

@@ -81,7 +81,7 @@ def build_initial_model(init: str, device: str, prompt_pe_scale: float = 1.0, ti
     if init == "scratch":
         return init_scratch_model(micro_cells_config(), prompt_pe_scale, tie_decoder_qk=tie_qk)
     from .. import load_model
-    from ..config import config_from_dict
+    from ..modeling.config import config_from_dict
     from ..modeling.sam2 import Sam2Model
 
     path = Path(init)
