@@ -414,6 +414,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--skip-first-last", action="store_true", help="leave out first and last frame")
     ev.add_argument("--ctc", action="store_true", help="also compute CTC SEG, DET and TRA")
     ev.set_defaults(func=_cmd_evaluate)
+
+    tr = sub.add_parser(
+        "train",
+        help="train or fine-tune with the SAM 2 recipe (synthetic clips, sessions, CTC, TIFF pairs)",
+        description="Train SAM 2 with the paper's recipe; checkpoints, --resume, a JSON log.",
+    )
+    from ..training.cli import add_arguments as add_train_arguments
+
+    add_train_arguments(tr)
+    tr.set_defaults(func=_cmd_train, debug=False)
     return parser
 
 
@@ -453,6 +463,12 @@ def _cmd_models(args) -> int:
 def _cmd_view(args) -> int:
     run_view(args.input, args.time_axis)
     return EXIT_OK
+
+
+def _cmd_train(args) -> int:
+    from ..training.cli import run as run_train
+
+    return run_train(args)
 
 
 def _cmd_evaluate(args) -> int:
