@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError, Sam2Error
-from .config import TrainConfig, init_scratch_model, micro_cells_config
+from .config import TrainConfig, init_scratch_model, micro_cells_config, prime_memory_attention
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,6 +41,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--tie-decoder-qk",
         action="store_true",
         help="with --init scratch: start decoder attentions with equal query/key projections",
+    )
+    p.add_argument(
+        "--memory-locality-init",
+        type=float,
+        default=0.0,
+        metavar="B",
+        help="before training, set memory cross-attention query/key biases to B "
+        "(a locality prior for untrained memory attention; 0: leave as loaded)",
     )
     p.add_argument("--config", help="JSON file of TrainConfig fields (others keep their defaults)")
     p.add_argument("--out", required=True, help="output folder (checkpoints, model.pt, log.jsonl)")
@@ -116,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     cfg = read_config(args.config, args.steps, args.seed)
     model = build_initial_model(args.init, args.device, args.prompt_pe_scale, args.tie_decoder_qk)
+    if args.memory_locality_init:
+        prime_memory_attention(model, args.memory_locality_init)
     source = make_source(args.data, cfg)
     start = time.perf_counter()
 

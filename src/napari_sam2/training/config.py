@@ -68,6 +68,24 @@ def init_scratch_model(
     return model
 
 
+def prime_memory_attention(model, bias: float) -> None:
+    """Start memory cross-attention local: equal constant query and key biases.
+
+    With q = k = ``bias`` in every channel, the rotary encoding turns q . k into a
+    sum of cosines of the query-key offset, largest at zero offset: each token of the
+    current frame then attends to the memories at its own place, the right prior for
+    following a slowly moving cell, instead of having to learn that from noise.
+    Meant for memory attention that has not been trained yet (after image-only
+    training it has seen no gradient).
+    """
+    import torch
+
+    with torch.no_grad():
+        for layer in model.memory_attention.layers:
+            layer.cross_attn_image.q_proj.bias.fill_(bias)
+            layer.cross_attn_image.k_proj.bias.fill_(bias)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Every knob of a training run; a run is reproduced by this record and its seed.
