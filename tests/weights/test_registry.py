@@ -136,11 +136,15 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 # --------------------------------------------------------------------------- registry
 
 
-def test_registry_lists_the_eight_official_checkpoints() -> None:
+def test_registry_lists_the_eight_official_checkpoints_and_the_bundled_model() -> None:
     sizes = {"tiny", "small", "base_plus", "large"}
     expected = {f"sam2_hiera_{s}" for s in sizes} | {f"sam2.1_hiera_{s}" for s in sizes}
-    assert set(REGISTRY) == expected
+    bundled = {"sam2_micro_cells"} if registry.HAS_BUNDLED else set()
+    assert set(REGISTRY) == expected | bundled
+    assert {n for n, e in REGISTRY.items() if e.bundled} == bundled
     for name, entry in REGISTRY.items():
+        if entry.bundled:
+            continue
         folder = "092824" if name.startswith("sam2.1") else "072824"
         assert entry.name == entry.variant == name
         assert entry.url == f"https://dl.fbaipublicfiles.com/segment_anything_2/{folder}/{name}.pt"
@@ -198,9 +202,13 @@ def test_cache_state_reports_presence(tmp_path: Path) -> None:
     (tmp_path / "sam2_hiera_small.pt").write_bytes(b"x")
     state = registry.cache_state(tmp_path)
     assert [e.name for e, _, _ in state] == list(REGISTRY)
-    present = {e.name for e, path, here in state if here}
+    present = {e.name for e, path, here in state if here and not e.bundled}
     assert present == {"sam2_hiera_small"}
-    assert all(path == tmp_path / e.filename for e, path, _ in state)
+    assert all(path == tmp_path / e.filename for e, path, _ in state if not e.bundled)
+    # The bundled model lives in the package, never in the cache.
+    bundled = [path for e, path, _ in state if e.bundled]
+    expected = [registry.BUNDLED_DIR / "sam2_micro_cells.pt"] if registry.HAS_BUNDLED else []
+    assert bundled == expected
 
 
 # --------------------------------------------------------------------------- download

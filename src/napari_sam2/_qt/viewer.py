@@ -26,7 +26,13 @@ def open_viewer(
     try:
         from .widget import Sam2Widget
 
-        viewer.window.add_dock_widget(Sam2Widget(viewer), name="SAM 2 segmentation", area="right")
+        widget = Sam2Widget(viewer)
+        viewer.window.add_dock_widget(widget, name="SAM 2 segmentation", area="right")
+        # The bundled model needs no download: a click segments as soon as napari is up.
+        from ..weights.registry import DEFAULT_MODEL, HAS_BUNDLED
+
+        if HAS_BUNDLED:
+            widget.load_model(DEFAULT_MODEL, wait=False)
     except Exception as exc:  # the image is still worth showing without the widget
         warn(f"the SAM 2 widget is unavailable ({one_line(exc)}); opening napari without it")
     napari.run()

@@ -774,15 +774,22 @@ def _axis_titles(names: list[str]) -> list[str]:
 
 def _checkpoint_choices() -> tuple[tuple[str, ...], str, dict[str, str]]:
     """Registry names, the default one, and a tooltip per name (size, cached or not)."""
-    from ..weights.registry import cache_state
+    from ..weights.registry import DEFAULT_MODEL, cache_state
 
     names, tips = [], {}
     for entry, path, present in cache_state():
         names.append(entry.name)
+        if entry.bundled:
+            tips[entry.name] = (
+                f"{entry.release}: small, trained here on synthetic fluorescence; ships with "
+                "napari-sam2 and works offline. For demos and tests; use SAM 2.1 or a "
+                "fine-tuned model for real data"
+            )
+            continue
         size = f"{entry.size / 1e6:.0f} MB" if entry.size else "size unknown"
         where = f"cached at {path}" if present else "downloaded on first use"
         tips[entry.name] = f"{entry.release}, {size}, {where}"
-    return tuple(names), "sam2.1_hiera_tiny", tips
+    return tuple(names), DEFAULT_MODEL, tips
 
 
 __all__ = ["Sam2Widget"]

@@ -229,7 +229,12 @@ def list_models(stream: TextIO) -> None:
     rows = [("name", "release", "size", "cached", "path")]
     for entry, path, present in cache_state():
         size = f"{entry.size / 1e6:.0f} MB" if entry.size else "?"
-        rows.append((entry.name, entry.release, size, "yes" if present else "no", str(path)))
+        if entry.bundled and present:
+            size = f"{path.stat().st_size / 1e6:.0f} MB"
+        state = (
+            ("bundled" if present else "missing") if entry.bundled else ("yes" if present else "no")
+        )
+        rows.append((entry.name, entry.release, size, state, str(path)))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for row in rows:
         cells = [c.ljust(w) for c, w in zip(row[:4], widths, strict=True)]

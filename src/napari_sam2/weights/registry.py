@@ -59,7 +59,7 @@ VerifyHook = Callable[[Path], Any]
 
 @dataclass(frozen=True)
 class CheckpointEntry:
-    """One downloadable checkpoint.
+    """One checkpoint: downloadable, or bundled with the package (``bundled``).
 
     ``size`` (bytes) and ``sha256`` (lower-case hex) are ``None`` when no source
     could confirm them; a download then skips that check.
@@ -72,6 +72,7 @@ class CheckpointEntry:
     variant: str
     release: str
     licence: str = "Apache-2.0"
+    bundled: bool = False  # shipped inside the package: never downloaded, works offline
 
     @property
     def filename(self) -> str:
@@ -87,6 +88,25 @@ def _official(base: str, release: str, name: str, size: int, sha256: str) -> Che
     return CheckpointEntry(
         name=name, url=f"{base}/{name}.pt", size=size, sha256=sha256, variant=name, release=release
     )
+
+
+#: Where bundled checkpoints live inside the installed package.
+BUNDLED_DIR = Path(__file__).parent / "bundled"
+
+#: The model trained here on synthetic cells (model/sam2_micro_cells.md); the default.
+MICRO_CELLS = CheckpointEntry(
+    name="sam2_micro_cells",
+    url="",
+    size=None,
+    sha256=None,
+    variant="sam2_micro_cells",
+    release="napari-sam2 (synthetic cells)",
+    bundled=True,
+)
+#: Whether this installation carries the bundled model. The registry lists it, and the
+#: widget and ``napari-sam2 view`` start with it, only when it is there.
+HAS_BUNDLED = (BUNDLED_DIR / MICRO_CELLS.filename).is_file()
+DEFAULT_MODEL = MICRO_CELLS.name if HAS_BUNDLED else "sam2.1_hiera_tiny"
 
 
 # Where the numbers come from (no file was downloaded to get them):
@@ -113,6 +133,7 @@ def _official(base: str, release: str, name: str, size: int, sha256: str) -> Che
 #   Every size also appears in independent scripts that verify the dl.fbaipublicfiles
 #   URLs by byte count.
 _ENTRIES = (
+    *((MICRO_CELLS,) if HAS_BUNDLED else ()),
     _official(
         _SAM2_BASE,
         "SAM 2",
@@ -170,6 +191,7 @@ _ENTRIES = (
         "2647878d5dfa5098f2f8649825738a9345572bae2d4350a2468587ece47dd318",
     ),
 )
+
 
 #: Name -> entry, read-only.
 REGISTRY: Mapping[str, CheckpointEntry] = MappingProxyType({e.name: e for e in _ENTRIES})
@@ -230,15 +252,18 @@ def cache_dir() -> Path:
 
 
 def checkpoint_path(name: str | CheckpointEntry, cache_dir: Path | str | None = None) -> Path:
-    """The path a checkpoint has (or will have) in the cache. Touches nothing."""
+    """The path a checkpoint has (or will have) in the cache, or in the package when
+    bundled. Touches nothing."""
     entry = _as_entry(name)
+    if entry.bundled:
+        return BUNDLED_DIR / entry.filename
     return _cache_folder(cache_dir) / entry.filename
 
 
 def cache_state(cache_dir: Path | str | None = None) -> list[tuple[CheckpointEntry, Path, bool]]:
     """``(entry, path, present)`` for every registry entry, for a models listing."""
-    folder = _cache_folder(cache_dir)
-    return [(e, folder / e.filename, (folder / e.filename).is_file()) for e in REGISTRY.values()]
+    paths = [(e, checkpoint_path(e, cache_dir)) for e in REGISTRY.values()]
+    return [(e, path, path.is_file()) for e, path in paths]
 
 
 def _cache_folder(folder: Path | str | None) -> Path:
@@ -297,6 +322,11 @@ def download(
     target = checkpoint_path(entry, cache_dir)
     if target.is_file():
         return target
+    if entry.bundled:
+        raise CheckpointError(
+            f"checkpoint {entry.name} should ship with napari-sam2 but {target} is missing; "
+            "reinstall the package"
+        )
     part = target.with_name(target.name + ".part")
 
     def fail(reason: str) -> DownloadError:
