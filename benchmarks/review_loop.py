@@ -116,10 +116,12 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> dict:
+def main(argv=None, model=None) -> dict:
+    """Run the comparison; ``model``: an already loaded model instead of --model."""
     args = parse_args(argv)
     config = LoopConfig(args.budget, args.rounds, args.clicks, args.good_iou)
-    model = make_model(args)
+    if model is None:
+        model = make_model(args)
     results = []
     for seed in range(args.seed, args.seed + args.clips):
         data = make_timelapse(args.frames, (args.size, args.size), args.cells, args.snr, seed)
@@ -138,7 +140,7 @@ def main(argv=None) -> dict:
         "model": {
             "model": args.model,
             "variant": model.cfg.name,
-            "random_init": args.model is None,
+            "random_init": args.model is None and model.cfg.name == args.variant,
             "image_size": args.image_size,
             "device": str(model.device),
         },
@@ -155,7 +157,7 @@ def main(argv=None) -> dict:
         "summary": rows,
         "results": results,
     }
-    if args.model is None:
+    if payload["model"]["random_init"]:
         print("random-init weights: the scores below are meaningless", file=sys.stderr)
     print(table(rows))
     if args.json:

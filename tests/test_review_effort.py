@@ -106,6 +106,8 @@ def test_bad_logs_are_one_line_input_errors(tmp_path):
         EffortLog(0)
     with pytest.raises(InputError, match="not an effort event"):
         EffortLog(3).add({"kind": "click"})
+    with pytest.raises(InputError, match="frame: 3 is outside"):
+        EffortLog(3).record_click(3, 1, 0, 0)
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"format": "napari-sam2 effort", "version": 1, "events": []}))
     with pytest.raises(InputError, match="malformed"):

@@ -135,14 +135,15 @@ class EffortLog:
 
     ``num_frames``: frames in the stack; ``num_objects``: objects in the session
     (at least those edited; None: count the edited ones). ``clock`` gives the
-    timestamps of the ``record_*`` methods (``time.monotonic`` by default;
-    only differences matter).
+    timestamps of the ``record_*`` methods: ``time.time`` by default, seconds
+    since the epoch, so a session saved, reopened and annotated further keeps
+    one time line (only differences matter).
     """
 
     num_frames: int
     num_objects: int | None = None
     events: list[Event] = field(default_factory=list)
-    clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
+    clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.num_frames, bool) or not isinstance(self.num_frames, int):
@@ -158,6 +159,9 @@ class EffortLog:
         """Append an event (its own timestamp is kept)."""
         if type(event) not in _KIND_OF:
             raise InputError(f"event: not an effort event: {event!r}")
+        frame = getattr(event, "frame", getattr(event, "start_frame", 0))
+        if not 0 <= frame < self.num_frames:
+            raise InputError(f"frame: {frame} is outside the {self.num_frames} frames of the log")
         self.events.append(event)
 
     def record_click(self, frame: int, obj_id: int, row: float, col: float, positive=True):
@@ -228,8 +232,10 @@ class EffortLog:
         if data.get("version") != VERSION:
             raise InputError(f"{source}: effort log version {data.get('version')} not supported")
         try:
-            events = [_event(d) for d in data["events"]]
-            return cls(int(data["num_frames"]), data.get("num_objects"), events)
+            log = cls(int(data["num_frames"]), data.get("num_objects"))
+            for d in data["events"]:
+                log.add(_event(d))
+            return log
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"{source}: malformed effort log ({exc})") from None
 
