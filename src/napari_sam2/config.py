@@ -10,7 +10,7 @@ flags, so only those are fields here. ``image_size`` can be changed with
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from .errors import InputError
 
@@ -139,3 +139,35 @@ def get_config(variant: str, image_size: int = 1024) -> Sam2Config:
     if not isinstance(image_size, int) or image_size < 64 or image_size % 32:
         raise InputError(f"image_size: must be a multiple of 32 and >= 64, got {image_size!r}")
     return replace(VARIANTS[variant], image_size=image_size)
+
+
+def config_to_dict(cfg: Sam2Config) -> dict:
+    """A plain dict (str, int, float, bool and lists) of a config, for checkpoints."""
+
+    def plain(value):
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (tuple, list)):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(asdict(cfg))
+
+
+def config_from_dict(data) -> Sam2Config:
+    """The inverse of :func:`config_to_dict`; unknown or missing fields are an InputError."""
+    if not isinstance(data, dict) or not isinstance(data.get("trunk"), dict):
+        raise InputError("config: expected a dict with a 'trunk' dict")
+
+    def build(cls, values: dict):
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise InputError(f"config: unknown {cls.__name__} fields {unknown}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+    try:
+        trunk = build(HieraConfig, data["trunk"])
+        return build(Sam2Config, {**data, "trunk": trunk})
+    except TypeError as exc:
+        raise InputError(f"config: {exc}") from None

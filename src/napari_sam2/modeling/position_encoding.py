@@ -50,7 +50,9 @@ class SineGridCache:
         self._cache: dict[tuple, torch.Tensor] = {}
 
     def __call__(self, height: int, width: int, device) -> torch.Tensor:
-        key = (height, width, str(device))
+        # Tables made under inference mode cannot enter autograd (training), so
+        # each mode keeps its own.
+        key = (height, width, str(device), torch.is_inference_mode_enabled())
         if key not in self._cache:
             self._cache[key] = sine_grid_encoding(self.channels, height, width, device=device)
         return self._cache[key]

@@ -19,7 +19,7 @@ from torch import nn
 from ..config import Sam2Config
 from .common import MLP
 from .image_encoder import ImageEncoder, ImageFeatures
-from .mask_decoder import MaskDecoder
+from .mask_decoder import DecoderOutput, MaskDecoder
 from .memory_attention import MemoryAttention
 from .memory_encoder import MemoryEncoder
 from .position_encoding import sine_1d_encoding
@@ -140,6 +140,24 @@ class Sam2Model(nn.Module):
         pix_feat (B, C, h, w); xy (B, N, 2) model-input (x, y); labels (B, N);
         mask_prompt (B, 1, S/4, S/4) logits.
         """
+        dec = self.decode(pix_feat, high_res, xy, labels, mask_prompt, multimask)
+        return self.select(dec, multimask)
+
+    def decode(
+        self,
+        pix_feat: torch.Tensor,
+        high_res: tuple[torch.Tensor, torch.Tensor],
+        xy: torch.Tensor | None,
+        labels: torch.Tensor | None,
+        mask_prompt: torch.Tensor | None,
+        multimask: bool,
+    ) -> DecoderOutput:
+        """All decoder outputs (M = 3 with multimask, else 1) for B prompts.
+
+        Mask logits of objects judged absent are replaced by NO_OBJECT_LOGIT, as
+        the memory encoder and the user will see them. Training supervises every
+        output; :meth:`select` keeps the best one.
+        """
         b = pix_feat.shape[0]
         if xy is None:
             xy = pix_feat.new_zeros(b, 1, 2)
@@ -154,13 +172,18 @@ class Sam2Model(nn.Module):
         pe = self.sam_prompt_encoder.dense_pe()
         dec = self.sam_mask_decoder(pix_feat, high_res, pe, sparse, dense, multimask=multimask)
         present = dec.object_logits > 0
-        masks = torch.where(present[:, :, None, None], dec.masks, NO_OBJECT_LOGIT).float()
+        dec.masks = torch.where(present[:, :, None, None], dec.masks, NO_OBJECT_LOGIT).float()
+        return dec
 
-        rows = torch.arange(b, device=masks.device)
+    def select(self, dec: DecoderOutput, multimask: bool) -> TrackOutput:
+        """The output with the highest predicted IoU, and its gated object pointer."""
+        b = dec.masks.shape[0]
+        rows = torch.arange(b, device=dec.masks.device)
         best = dec.ious.argmax(dim=-1) if multimask else torch.zeros_like(rows)
-        low_res = masks[rows, best][:, None]
+        low_res = dec.masks[rows, best][:, None]
         token = dec.tokens[rows, best] if dec.tokens.shape[1] > 1 else dec.tokens[:, 0]
-        ptr = self._gate_pointer(self.obj_ptr_proj(token), present.float())
+        present = (dec.object_logits > 0).float()
+        ptr = self._gate_pointer(self.obj_ptr_proj(token), present)
         ious = dec.ious[rows, best]
         return TrackOutput(
             low_res, None, ptr, dec.object_logits, ious=ious, stability=stability_score(low_res)

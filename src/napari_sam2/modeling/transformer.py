@@ -106,7 +106,8 @@ class RoPEAttention(Attention):
     def _rotations(self, n_tokens: int, head_dim: int, device) -> torch.Tensor:
         """Rotations (n_tokens, head_dim/2) for a square grid of ``n_tokens``."""
         side = int(round(n_tokens**0.5))
-        key = (side, head_dim, str(device))
+        # Inference-mode tables cannot enter autograd (training): one per mode.
+        key = (side, head_dim, str(device), torch.is_inference_mode_enabled())
         if key not in self._tables:
             self._tables[key] = rope_rotations(head_dim, side, self.rope_theta, device)
         return self._tables[key]
