@@ -37,10 +37,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=1.0,
         help="with --init scratch: sharpen the prompt position encoding by this factor",
     )
+    p.add_argument(
+        "--tie-decoder-qk",
+        action="store_true",
+        help="with --init scratch: start decoder attentions with equal query/key projections",
+    )
     p.add_argument("--config", help="JSON file of TrainConfig fields (others keep their defaults)")
     p.add_argument("--out", required=True, help="output folder (checkpoints, model.pt, log.jsonl)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--steps", type=int, help="override the config's number of steps")
+    p.add_argument(
+        "--stop-after",
+        type=int,
+        help="stop after this many steps of the schedule (a checkpoint step); the run "
+        "can later be resumed",
+    )
     p.add_argument("--seed", type=int, help="override the config's seed")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--device", default="cpu")
@@ -66,11 +77,21 @@ def read_config(path: str | None, steps: int | None, seed: int | None) -> TrainC
     return TrainConfig(**values)
 
 
-def build_initial_model(init: str, device: str, prompt_pe_scale: float = 1.0):
+def build_initial_model(init: str, device: str, prompt_pe_scale: float = 1.0, tie_qk=False):
     if init == "scratch":
-        return init_scratch_model(micro_cells_config(), prompt_pe_scale)
+        return init_scratch_model(micro_cells_config(), prompt_pe_scale, tie_decoder_qk=tie_qk)
     from .. import load_model
+    from ..config import config_from_dict
+    from ..modeling.sam2 import Sam2Model
 
+    path = Path(init)
+    if path.is_file():
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(raw, dict) and "config" in raw:  # a model trained here
+            model = Sam2Model(config_from_dict(raw["config"]))
+            sd = {k: v.float() if v.is_floating_point() else v for k, v in raw["model"].items()}
+            model.load_state_dict(sd, strict=True)
+            return model
     return load_model(init, device=device)
 
 
@@ -104,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = read_config(args.config, args.steps, args.seed)
-    model = build_initial_model(args.init, args.device, args.prompt_pe_scale)
+    model = build_initial_model(args.init, args.device, args.prompt_pe_scale, args.tie_decoder_qk)
     source = make_source(args.data, cfg)
     start = time.perf_counter()
 
@@ -137,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         progress=progress,
         validate=validate if args.validate else None,
+        until=args.stop_after,
         device=args.device,
     )
     if not args.quiet:

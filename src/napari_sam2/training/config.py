@@ -40,7 +40,9 @@ def micro_cells_config() -> Sam2Config:
     )
 
 
-def init_scratch_model(cfg: Sam2Config, prompt_pe_scale: float = 1.0, seed: int = 0):
+def init_scratch_model(
+    cfg: Sam2Config, prompt_pe_scale: float = 1.0, seed: int = 0, tie_decoder_qk: bool = False
+):
     """A freshly initialised model for training from scratch.
 
     ``prompt_pe_scale`` multiplies the prompt encoder's random Fourier frequencies
@@ -57,6 +59,12 @@ def init_scratch_model(cfg: Sam2Config, prompt_pe_scale: float = 1.0, seed: int 
     model = Sam2Model(cfg)
     with torch.no_grad():
         model.sam_prompt_encoder.pe_layer.positional_encoding_gaussian_matrix.mul_(prompt_pe_scale)
+        if tie_decoder_qk:
+            for module in model.sam_mask_decoder.modules():
+                q, k = getattr(module, "q_proj", None), getattr(module, "k_proj", None)
+                if q is not None and k is not None and q.weight.shape == k.weight.shape:
+                    k.weight.copy_(q.weight)
+                    k.bias.copy_(q.bias)
     return model
 
 
@@ -93,6 +101,8 @@ class TrainConfig:
     w_dice: float = 1.0
     w_iou: float = 1.0
     w_object: float = 1.0
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
     # bookkeeping
     seed: int = 0
     checkpoint_every: int = 250

@@ -28,13 +28,23 @@ class LossTerms:
     object: torch.Tensor
 
 
-def focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """(B, M, S, S) logits, (B, 1, S, S) target -> (B, M) mean focal loss per mask."""
-    p = torch.sigmoid(logits)
+def focal_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    alpha: float = FOCAL_ALPHA,
+    gamma: float = FOCAL_GAMMA,
+) -> torch.Tensor:
+    """(B, M, S, S) logits, (B, 1, S, S) target -> (B, M) mean focal loss per mask.
+
+    ``gamma = 0`` is cross-entropy weighted by ``alpha`` (positives) and ``1 - alpha``.
+    """
     ce = F.binary_cross_entropy_with_logits(logits, target.expand_as(logits), reduction="none")
+    alpha_t = alpha * target + (1 - alpha) * (1 - target)
+    if gamma == 0:
+        return (alpha_t * ce).flatten(2).mean(-1)
+    p = torch.sigmoid(logits)
     p_t = p * target + (1 - p) * (1 - target)
-    alpha_t = FOCAL_ALPHA * target + (1 - FOCAL_ALPHA) * (1 - target)
-    return (alpha_t * ce * (1 - p_t) ** FOCAL_GAMMA).flatten(2).mean(-1)
+    return (alpha_t * ce * (1 - p_t) ** gamma).flatten(2).mean(-1)
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -60,6 +70,7 @@ def step_loss(
     object_logits: torch.Tensor,
     target: torch.Tensor,
     weights: tuple[float, float, float, float] = (20.0, 1.0, 1.0, 1.0),
+    focal: tuple[float, float] = (FOCAL_ALPHA, FOCAL_GAMMA),
 ) -> LossTerms:
     """Loss of one prediction step.
 
@@ -68,12 +79,12 @@ def step_loss(
     """
     target = target[:, None].float()
     present = target.flatten(1).any(-1).float()  # (B,)
-    focal = focal_loss(logits, target)
+    focal_l = focal_loss(logits, target, *focal)
     dice = dice_loss(logits, target)
-    best = (weights[0] * focal + weights[1] * dice).argmin(dim=-1)
+    best = (weights[0] * focal_l + weights[1] * dice).argmin(dim=-1)
     rows = torch.arange(len(best))
     n = max(1, len(best))
-    focal_b = (focal[rows, best] * present).sum() / n
+    focal_b = (focal_l[rows, best] * present).sum() / n
     dice_b = (dice[rows, best] * present).sum() / n
     iou_l1 = ((ious - actual_iou(logits.detach(), target)).abs().mean(-1) * present).sum() / n
     obj = F.binary_cross_entropy_with_logits(object_logits[:, 0], present, reduction="sum") / n

@@ -112,6 +112,7 @@ def rollout(
     size = model.cfg.image_size
     feats = model.encode_image(images)
     weights = (cfg.w_focal, cfg.w_dice, cfg.w_iou, cfg.w_object)
+    focal = (cfg.focal_alpha, cfg.focal_gamma)
     result = RolloutResult()
     done: dict[int, _Frame] = {}
     order = list(plan.init_frames) + [t for t in range(length) if t not in plan.init_frames]
@@ -132,7 +133,7 @@ def rollout(
                 ctx = memory_context(model, done, t, length)
                 pix = model.condition_on_memory(raw, feats.pos[2][:1], ctx)
                 xy = labels = None
-            out = _predict(model, pix, high, xy, labels, None, gt, weights, result, size)
+            out = _predict(model, pix, high, xy, labels, None, gt, (weights, focal), result, size)
             if t in plan.correct_frames:
                 for _ in range(cfg.correction_points):
                     pred = _binary(out.low_res.detach(), size)
@@ -141,7 +142,9 @@ def rollout(
                     xy = cxy if xy is None else torch.cat([xy, cxy], dim=1)
                     labels = clab if labels is None else torch.cat([labels, clab], dim=1)
                     prev = out.low_res.clamp(-32.0, 32.0)
-                    out = _predict(model, pix, high, xy, labels, prev, gt, weights, result, size)
+                    out = _predict(
+                        model, pix, high, xy, labels, prev, gt, (weights, focal), result, size
+                    )
         logits = model.high_res(out)
         # Training feeds the memory encoder sigmoid probabilities, never binarised
         # masks, so gradients reach the decoder through the memories.
@@ -158,11 +161,11 @@ def _binary(low_res: torch.Tensor, size: int) -> torch.Tensor:
     return (up[:, 0] > 0).float()
 
 
-def _predict(model, pix, high, xy, labels, prev, gt, weights, result, size) -> TrackOutput:
+def _predict(model, pix, high, xy, labels, prev, gt, loss_args, result, size) -> TrackOutput:
     """Decode, score every output against ``gt``, keep the best (as inference does)."""
     n_points = 0 if labels is None else labels.shape[1]
     multimask = n_points <= 1
     dec = model.decode(pix, high, xy, labels, prev, multimask)
     up = F.interpolate(dec.masks, (size, size), mode="bilinear", align_corners=False)
-    result.steps.append(step_loss(up, dec.ious, dec.object_logits, gt, weights))
+    result.steps.append(step_loss(up, dec.ious, dec.object_logits, gt, *loss_args))
     return model.select(dec, multimask)

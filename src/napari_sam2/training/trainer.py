@@ -129,6 +129,7 @@ def train(
     validate: Callable[[Sam2Model], dict] | None = None,
     should_stop: Callable[[], bool] | None = None,
     device: str | torch.device = "cpu",
+    until: int | None = None,
 ) -> Path:
     """Train ``model`` in place and write checkpoints to ``out_dir``; returns the model path.
 
@@ -136,7 +137,8 @@ def train(
     ``resume`` continues from ``out_dir/last.pt`` (the same run, step for step).
     ``validate(model) -> dict`` runs at each checkpoint and is logged.
     ``should_stop()`` is polled between steps: a cancelled run writes nothing more
-    and leaves earlier checkpoints as they were.
+    and leaves earlier checkpoints as they were. ``until`` stops after that many
+    steps of the schedule (which still spans ``cfg.steps``), for staged runs.
     """
     cfg = cfg or TrainConfig()
     out = Path(out_dir)
@@ -158,7 +160,7 @@ def train(
     acc: list[list[float]] = []
     t_log = time.perf_counter()
     size = model.cfg.image_size
-    for step in range(start, cfg.steps):
+    for step in range(start, min(cfg.steps, until or cfg.steps)):
         if should_stop is not None and should_stop():
             break
         rng = np.random.default_rng([cfg.seed, step])
