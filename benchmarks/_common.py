@@ -17,7 +17,7 @@ import torch
 HERE = Path(__file__).parent
 # The reference's image predictor imports torchvision.transforms; tests ship a stand-in.
 sys.path.insert(0, str(HERE.parent / "tests" / "_stubs"))
-sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE.parent / "tests" / "engine"))  # oracle.py, video_oracle.py
 
 
 class LazyFrames:
@@ -62,9 +62,10 @@ def click_points(n_objects: int, size: int) -> list[tuple[float, float]]:
 
 def reference_and_ours(variant: str, image_size: int, tmp: Path, device: str = "cpu"):
     """The reference video predictor and napari-sam2's model, sharing random weights."""
-    from napari_sam2 import load_model
     from oracle import reference_model, save_checkpoint
     from video_oracle import fp32_memory
+
+    from napari_sam2 import load_model
 
     ref = fp32_memory(reference_model(variant, image_size, video=True))
     ours = load_model(save_checkpoint(ref, tmp / f"{variant}.pt"), image_size=image_size)

@@ -42,7 +42,6 @@ def run_one(engine: str, n_frames: int, image_size: int, variant: str) -> dict:
                     pass
         else:
             from _common import reference_and_ours
-
             from video_oracle import RefSession
 
             ref, _ = reference_and_ours(variant, image_size, Path(tmp))

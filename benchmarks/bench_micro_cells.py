@@ -25,7 +25,7 @@ from scipy import ndimage
 from skimage.filters import threshold_otsu
 
 from napari_sam2 import VideoSession, load_model
-from napari_sam2.synthetic import SNR_PRESETS, make_timelapse
+from napari_sam2.evaluation.synthetic import SNR_PRESETS, make_timelapse
 from napari_sam2.training.validation import click_and_track, first_frame_objects, scored_jf
 
 SEED0 = 900_000

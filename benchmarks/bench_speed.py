@@ -86,8 +86,9 @@ def split(times: list[float], warm: int) -> tuple[float, float]:
 
 
 def bench_variant(variant, args, tmp) -> list[dict]:
-    from napari_sam2 import VideoSession
     from video_oracle import RefSession
+
+    from napari_sam2 import VideoSession
 
     torch.manual_seed(0)
     ref_model, ours_model = reference_and_ours(variant, args.image_size, tmp, args.device)

@@ -1,8 +1,8 @@
 """The SAM 2 paper's interactive protocols on a synthetic time-lapse: a J&F table.
 
-Generates a seeded synthetic time-lapse (napari_sam2.synthetic.make_timelapse),
+Generates a seeded synthetic time-lapse (napari_sam2.evaluation.synthetic.make_timelapse),
 runs the offline and online interactive protocols and semi-supervised VOS
-(mask, box, 1/3/5 clicks) with napari_sam2.interactive, prints one row per
+(mask, box, 1/3/5 clicks) with napari_sam2.evaluation.interactive, prints one row per
 step and optionally writes everything as JSON.
 
     # real weights (downloaded once, or a .pt path):
@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 
 from napari_sam2 import build_model, load_model
-from napari_sam2.interactive import object_ids, run_offline, run_online, run_vos
-from napari_sam2.synthetic import make_timelapse
+from napari_sam2.evaluation.interactive import object_ids, run_offline, run_online, run_vos
+from napari_sam2.evaluation.synthetic import make_timelapse
 
 PROTOCOLS = ("offline", "online", "vos")
 

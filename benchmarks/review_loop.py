@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from napari_sam2 import build_model, load_model
+from napari_sam2.evaluation.synthetic import make_timelapse
 from napari_sam2.review.loop import STRATEGIES, LoopConfig, run_review_loop
-from napari_sam2.synthetic import make_timelapse
 
 
 def parse_args(argv=None) -> argparse.Namespace:

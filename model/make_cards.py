@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from napari_sam2.config import VARIANTS, get_config
+from napari_sam2.modeling.config import VARIANTS, get_config
 from napari_sam2.modeling.image_encoder import ImageFeatures
 from napari_sam2.modeling.sam2 import MemoryContext, Sam2Model
-from napari_sam2.registry import REGISTRY
+from napari_sam2.weights.registry import REGISTRY
 
 HERE = Path(__file__).parent
 

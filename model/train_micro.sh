@@ -7,8 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/micro_cells}
-python -m napari_sam2.training --init scratch --prompt-pe-scale 2 --tie-decoder-qk \
+napari-sam2 train --init scratch --prompt-pe-scale 2 --tie-decoder-qk \
   --config model/micro_cells_stage1.json --stop-after 1000 --out "$out/stage1" --threads 1 --validate "${@:2}"
-python -m napari_sam2.training --init "$out/stage1/model.pt" \
+napari-sam2 train --init "$out/stage1/model.pt" \
   --config model/micro_cells_stage2.json --out "$out/stage2" --threads 1 --validate "${@:2}"
-python model/export_micro.py "$out/stage2/model.pt"

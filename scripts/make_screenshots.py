@@ -41,7 +41,7 @@ def random_checkpoint(folder: Path) -> Path:
 
 def truth_labels():
     """The ground-truth labels of the sample (same seed, same cells)."""
-    from napari_sam2.synthetic import make_timelapse
+    from napari_sam2.evaluation.synthetic import make_timelapse
 
     return make_timelapse(n_frames=N_FRAMES, shape=SHAPE, n_cells=12, snr=4.0, seed=SEED).labels
 
@@ -114,7 +114,11 @@ def main() -> None:
 
     def during(item) -> None:
         # Mid-propagation: the progress bar, ETA and Cancel button are live.
-        if widget._eta is not None and widget._eta.done == 8 and not shots["mid"]:
+        if (
+            widget.propagation.eta is not None
+            and widget.propagation.eta.done == 8
+            and not shots["mid"]
+        ):
             shots["mid"] = True
             save(viewer, args.out / "03_propagating.png")
 

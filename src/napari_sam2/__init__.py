@@ -17,11 +17,11 @@ __version__ = "0.1.0"
 # Heavy modules (torch) load on first use so that `import napari_sam2` stays cheap
 # for napari's plugin discovery.
 _LAZY = {
-    "load_model": "napari_sam2.checkpoint",
-    "build_model": "napari_sam2.checkpoint",
-    "ImagePredictor": "napari_sam2.predictor",
-    "VideoSession": "napari_sam2.video",
-    "FrameResult": "napari_sam2.video",
+    "load_model": "napari_sam2.weights.loading",
+    "build_model": "napari_sam2.weights.loading",
+    "ImagePredictor": "napari_sam2.engine.predictor",
+    "VideoSession": "napari_sam2.engine.session",
+    "FrameResult": "napari_sam2.engine.session",
 }
 
 __all__ = [
@@ -42,6 +42,6 @@ def __getattr__(name: str):
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .checkpoint import build_model, load_model  # noqa: F401
-    from .predictor import ImagePredictor  # noqa: F401
-    from .video import FrameResult, VideoSession  # noqa: F401
+    from .engine.predictor import ImagePredictor  # noqa: F401
+    from .engine.session import FrameResult, VideoSession  # noqa: F401
+    from .weights.loading import build_model, load_model  # noqa: F401

@@ -26,3 +26,22 @@ class InputError(Sam2Error, ValueError):
 
 class DownloadError(Sam2Error):
     """A checkpoint could not be fetched or failed verification."""
+
+
+def one_line(what: BaseException | str, limit: int = 600) -> str:
+    """A message for the user on one line, at most ``limit`` characters.
+
+    A :class:`Sam2Error` shows its message alone; an ``OSError`` with a reason
+    shows "reason: file"; any other exception "Type: message". Whitespace
+    (newlines included) collapses to single spaces. Plain text is only collapsed.
+    """
+    if isinstance(what, Sam2Error):
+        text = str(what) or type(what).__name__
+    elif isinstance(what, OSError) and what.strerror:
+        text = f"{what.strerror}: {what.filename}" if what.filename else what.strerror
+    elif isinstance(what, BaseException):
+        text = f"{type(what).__name__}: {what}" if str(what) else type(what).__name__
+    else:
+        text = str(what)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -10,8 +10,8 @@ import pytest
 import tifffile
 import torch
 
-from napari_sam2.config import HieraConfig, Sam2Config, config_from_dict, config_to_dict
 from napari_sam2.errors import InputError
+from napari_sam2.modeling.config import HieraConfig, Sam2Config, config_from_dict, config_to_dict
 from napari_sam2.modeling.sam2 import Sam2Model
 from napari_sam2.training import TrainConfig, micro_cells_config
 from napari_sam2.training import prompts as sim
@@ -334,3 +334,20 @@ def test_saved_model_is_official_format_plus_config(tmp_path):
     assert set(raw) == {"model", "config"}
     assert config_from_dict(raw["config"]) == TINY
     assert all(v.dtype == torch.float16 for v in raw["model"].values() if v.is_floating_point())
+
+
+def test_cli_trains_from_scratch_and_the_result_loads(tmp_path):
+    from napari_sam2 import load_model
+    from napari_sam2.cli import main
+
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(
+        json.dumps({"steps": 1, "image_steps": 1, "image_max_objects": 2, "correction_points": 1})
+    )
+    out = tmp_path / "run"
+    assert (
+        main(["train", "--config", str(cfg), "--out", str(out), "--quiet", "--threads", "1"]) == 0
+    )
+    model = load_model(out / "model.pt")
+    assert model.cfg == micro_cells_config()  # the architecture comes from the file
+    assert main(["train", "--config", str(tmp_path / "missing.json"), "--out", str(out)]) == 2

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import HieraConfig
+from .config import HieraConfig
 from .hiera import Hiera
 from .position_encoding import SineGridCache
 

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import Sam2Config
 from .common import MLP
+from .config import Sam2Config
 from .image_encoder import ImageEncoder, ImageFeatures
 from .mask_decoder import DecoderOutput, MaskDecoder
 from .memory_attention import MemoryAttention

@@ -37,8 +37,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..errors import InputError
-from ..evaluate import jf_scores
-from ..interactive import _check_gt, _click, first_frames, iou_table, object_ids
+from ..evaluation.interactive import _check_gt, _click, first_frames, iou_table, object_ids
+from ..evaluation.metrics import jf_scores
 from .effort import Click, EffortLog, EffortStats
 from .queue import ReviewQueue
 from .score import SuspicionWeights
@@ -257,7 +257,7 @@ def run_review_loop(
     **session_kw,
 ) -> LoopResult:
     """:func:`review_loop` on a new ``VideoSession(model, frames, **session_kw)``."""
-    from ..video import VideoSession  # torch loads only when a model is used
+    from ..engine.session import VideoSession  # torch loads only when a model is used
 
     with VideoSession(model, frames, **session_kw) as session:
         return review_loop(session, gt_labels, strategy, config, weights)

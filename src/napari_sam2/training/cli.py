@@ -1,6 +1,6 @@
 """``napari-sam2 train``: argument parsing and progress for the training loop.
 
-Usable on its own as ``python -m napari_sam2.training``; the main CLI delegates here.
+``napari-sam2 train`` and ``python -m napari_sam2.training`` are the same command.
 """
 
 from __future__ import annotations
@@ -81,17 +81,7 @@ def build_initial_model(init: str, device: str, prompt_pe_scale: float = 1.0, ti
     if init == "scratch":
         return init_scratch_model(micro_cells_config(), prompt_pe_scale, tie_decoder_qk=tie_qk)
     from .. import load_model
-    from ..config import config_from_dict
-    from ..modeling.sam2 import Sam2Model
 
-    path = Path(init)
-    if path.is_file():
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(raw, dict) and "config" in raw:  # a model trained here
-            model = Sam2Model(config_from_dict(raw["config"]))
-            sd = {k: v.float() if v.is_floating_point() else v for k, v in raw["model"].items()}
-            model.load_state_dict(sd, strict=True)
-            return model
     return load_model(init, device=device)
 
 

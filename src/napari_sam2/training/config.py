@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import HieraConfig, Sam2Config
 from ..errors import InputError
+from ..modeling.config import HieraConfig, Sam2Config
 
 
 def micro_cells_config() -> Sam2Config:

@@ -25,9 +25,9 @@ import tifffile
 import torch
 import torch.nn.functional as F
 
+from ..engine.frames import FrameSource
 from ..errors import InputError
-from ..frames import FrameSource
-from ..synthetic import SNR_PRESETS, CellConfig, make_timelapse
+from ..evaluation.synthetic import SNR_PRESETS, CellConfig, make_timelapse
 
 
 @dataclass

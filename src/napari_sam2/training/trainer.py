@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import Sam2Config, config_from_dict, config_to_dict
 from ..errors import InputError
+from ..modeling.config import Sam2Config, config_from_dict, config_to_dict
 from ..modeling.sam2 import Sam2Model
 from .config import TrainConfig
 from .data import SyntheticClips, augment, choose_objects, to_tensors

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ..evaluate import jf_scores
-from ..synthetic import make_timelapse
+from ..evaluation.metrics import jf_scores
+from ..evaluation.synthetic import make_timelapse
 
 
 def centre_click(mask: np.ndarray) -> tuple[float, float]:
@@ -28,7 +28,7 @@ def first_frame_objects(labels: np.ndarray) -> list[int]:
 
 def click_and_track(model, frames: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Predicted labels (T, H, W) from one centre click per first-frame cell, forward."""
-    from ..video import VideoSession
+    from ..engine.session import VideoSession
 
     with VideoSession(model, frames, spill=False) as session:
         for obj in first_frame_objects(labels):

@@ -1,0 +1,1 @@
+"""The napari side: the only folder that imports qtpy, magicgui, superqt or napari."""

@@ -1,0 +1,158 @@
+"""Saving, autosaving and restoring widget sessions (one part of the SAM 2 widget).
+
+A session folder holds ``points.csv``, ``boxes.csv`` and ``mask_prompts.tif``
+(:mod:`napari_sam2.files.prompt_files`), ``labels.tif`` and ``session.json``
+(:mod:`napari_sam2.files.session_files`). Files are written in a worker from a
+snapshot taken on the UI thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..files.session_files import (
+    LABELS_FILE,
+    default_session_folder,
+    free_folder,
+    write_session_json,
+)
+from .controller import Sam2Controller
+from .jobs import Job, JobQueue
+from .layers import LayerSet, add_box_rows, add_point_rows, spatial_shape
+from .prompt_sync import PromptSync
+
+
+class SessionStore:
+    """Writes the widget's state to a session folder and puts a saved one back in the layers."""
+
+    def __init__(
+        self,
+        viewer,
+        controller: Sam2Controller,
+        jobs: JobQueue,
+        layers: LayerSet,
+        prompts: PromptSync,
+        panel,
+        on_error: Callable[[BaseException], None],
+    ) -> None:
+        self._viewer = viewer
+        self._controller = controller
+        self._jobs = jobs
+        self._layers = layers
+        self._prompts = prompts
+        self._panel = panel
+        self._on_error = on_error
+
+    def autosave_folder(self) -> Path:
+        """The current session folder; else a default one that holds no other session."""
+        ctrl, image = self._controller, self._layers.image
+        if ctrl.session_folder is not None:
+            return ctrl.session_folder
+        path = getattr(getattr(image, "source", None), "path", None)
+        return free_folder(default_session_folder(path, image.name), ctrl.session_id)
+
+    def autosave(self) -> None:
+        target = self.autosave_folder()
+        first = self._controller.session_folder is None
+        self.write(target)
+        if first:
+            from napari.utils.notifications import show_info
+
+            show_info(f"napari-sam2: autosaving the session to {target}")
+
+    def write(self, folder: Path) -> Job:
+        """Snapshot on the UI thread, write the files in a worker (queued job)."""
+        from ..files.prompt_files import write_prompts
+        from ..files.tiff import write_label_tiff
+
+        lay, ctrl = self._layers, self._controller
+        prompts = self._prompts.rows()
+        # On disk the stack axis comes first: (T, H, W), like the CLI's label files.
+        labels = np.moveaxis(np.array(lay.labels.data, dtype=np.int32, copy=True), lay.axis, 0)
+        meta = ctrl.session_meta(
+            image={
+                "layer": lay.image.name,
+                "path": getattr(getattr(lay.image, "source", None), "path", None),
+                "shape": list(spatial_shape(lay.image)),
+            },
+            layers={"points": lay.points.name, "boxes": lay.boxes.name, "labels": lay.labels.name},
+            stack_axis=lay.axis,
+            extra={
+                "reached": {
+                    str(o): sorted([f, int(r)] for f, r in fr.items())
+                    for o, fr in ctrl.reached.items()
+                },
+                "selected_label": self._prompts.current_object(),
+            },
+        )
+
+        def work():
+            folder.mkdir(parents=True, exist_ok=True)
+            write_prompts(folder, prompts)
+            write_label_tiff(folder / LABELS_FILE, labels)
+            write_session_json(folder, meta)
+            return folder
+
+        def done(path) -> None:
+            ctrl.session_folder = Path(path)
+            self._panel.show_folder(path)
+
+        return self._jobs.submit(Job("save", work, on_done=done, on_error=self._on_error))
+
+    def session_image(self, meta: dict):
+        """The image layer a session was saved for (opened from its path when needed)."""
+        from napari.layers import Image
+
+        info = meta.get("image") or {}
+        name = info.get("layer")
+        if name in self._viewer.layers and isinstance(self._viewer.layers[name], Image):
+            return self._viewer.layers[name]
+        path = info.get("path")
+        if path and Path(path).exists():
+            layers = self._viewer.open(path)
+            images = [layer for layer in layers if isinstance(layer, Image)]
+            if images:
+                return images[0]
+        raise InputError(f"session: open the image {name or path!r} first, then load the session")
+
+    def restore_layers(self, meta: dict, labels: np.ndarray, prompts, folder: Path) -> dict:
+        """Put a saved session's prompts, labels and objects in place; its reached frames.
+
+        The layers of the session's image must be attached. Returns
+        {object: {frame: reached backward}} as saved.
+        """
+        lay, ctrl = self._layers, self._controller
+        with self._prompts.quiet():
+            lay.points.selected_data = set()
+            lay.points.data = np.empty((0, 3))
+            lay.boxes.data = []
+            add_point_rows(lay.points, list(prompts.points), lay.axis)
+            add_box_rows(lay.boxes, list(prompts.boxes), lay.axis)
+            ctrl.restore(meta, folder, _masks_from_volume(prompts.masks))
+            lay.labels.data = np.ascontiguousarray(np.moveaxis(labels, 0, lay.axis), np.int32)
+            lay.labels.selected_label = int(
+                meta.get("selected_label") or min(ctrl.objects, default=1)
+            )
+        self._prompts.restyle()
+        self._panel.show_folder(folder)
+        return {
+            int(o): {int(f): bool(r) for f, r in pairs}
+            for o, pairs in (meta.get("reached") or {}).items()
+        }
+
+
+def _masks_from_volume(volume) -> dict:
+    """{(frame, obj): bool mask} from a (T, H, W) mask-prompt volume."""
+    from ..files.prompt_files import mask_frames
+
+    out = {}
+    for t in mask_frames(volume):
+        plane = np.asarray(volume[t])
+        for v in np.unique(plane):
+            if v:
+                out[(int(t), int(v))] = plane == v
+    return out

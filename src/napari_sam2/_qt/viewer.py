@@ -1,0 +1,32 @@
+"""Open napari on a stack with the SAM 2 dock widget (``napari-sam2 view``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import napari
+
+
+def open_viewer(
+    data, name: str, channel_axis: int | None, *, title: str, warn: Callable[[str], None]
+) -> None:
+    """Show ``data`` ((T, H, W) or (T, H, W, C)) in a new viewer with the widget; run napari.
+
+    ``channel_axis``: the axis holding channels, or None. A widget that fails to
+    start is reported through ``warn`` and the image is shown without it.
+    """
+    from ..errors import one_line
+
+    viewer = napari.Viewer(title=title)
+    rgb = channel_axis == 3 and data.shape[3] in (3, 4)
+    if channel_axis is None or rgb:
+        viewer.add_image(data, name=name, rgb=rgb)
+    else:
+        viewer.add_image(data, name=name, channel_axis=channel_axis)
+    try:
+        from .widget import Sam2Widget
+
+        viewer.window.add_dock_widget(Sam2Widget(viewer), name="SAM 2 segmentation", area="right")
+    except Exception as exc:  # the image is still worth showing without the widget
+        warn(f"the SAM 2 widget is unavailable ({one_line(exc)}); opening napari without it")
+    napari.run()

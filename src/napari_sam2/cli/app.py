@@ -1,0 +1,544 @@
+"""The ``napari-sam2`` command line: segment, models, view, evaluate, stats.
+
+Each subcommand is a thin wrapper around small functions that can be used from
+Python as well (:func:`read_stack`, :func:`run_segment`, :func:`run_evaluate`,
+...). Heavy modules (torch, napari) are imported inside the commands that need
+them, so ``napari-sam2 --help`` starts fast and nothing here needs Qt except
+``view``.
+
+Exit codes: 0 success, 2 bad usage or bad input (including a corrupt
+checkpoint), 1 any other failure. Errors are one line on stderr; ``--debug``
+adds the traceback. See docs/cli.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from .. import __version__
+from ..engine.plans import DIRECTIONS, check_direction, plan_passes
+from ..errors import CheckpointError, InputError, one_line
+from ..files.atomic import atomic_path, scratch_path
+from ..files.ctc import export_ctc
+from ..files.prompt_files import Prompts, check_prompts, read_prompts, select_frames
+from ..files.stacks import Stack, StackReadError, TiffFolder, read_stack
+from ..files.tiff import label_tiff_options, read_label_tiff
+from .progress import Progress
+
+PROG = "napari-sam2"
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+class _UsageError(Exception):
+    """argparse's complaint, raised instead of printing usage and exiting."""
+
+    def __init__(self, message: str, prog: str) -> None:
+        super().__init__(message)
+        self.prog = prog
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # noqa: D102 - argparse hook
+        # argparse would print the multi-line usage and sys.exit(2); main() prints
+        # one line instead and returns the code.
+        raise _UsageError(message, self.prog)
+
+
+def parse_frame_range(text: str, num_frames: int) -> tuple[int, int]:
+    """``"A:B"`` (either end may be left out) -> (start, stop) with 0 <= start < stop <= T."""
+    match = re.fullmatch(r"\s*(\d*)\s*:\s*(\d*)\s*", text or "")
+    if not match:
+        raise InputError(f"--frames: expected A:B (e.g. 0:50), got {text!r}")
+    start = int(match.group(1)) if match.group(1) else 0
+    stop = int(match.group(2)) if match.group(2) else num_frames
+    if not 0 <= start < stop <= num_frames:
+        raise InputError(
+            f"--frames: {text} is not a non-empty range within the {num_frames} frames (0:{num_frames})"
+        )
+    return start, stop
+
+
+# --------------------------------------------------------------------------- segment
+
+
+@dataclass(frozen=True)
+class SegmentSummary:
+    """What :func:`run_segment` wrote: the output path, frames, object ids and timings (s)."""
+
+    out: Path
+    num_frames: int
+    frame_shape: tuple[int, int]
+    obj_ids: tuple[int, ...]
+    seconds: float
+    frames_per_second: float
+
+
+def load_prompts(path: str | os.PathLike, stack: Stack, frames: tuple[int, int] | None) -> Prompts:
+    """Read prompts, check them against the whole stack, then re-index to ``frames``.
+
+    Errors name the prompts file. Nothing heavy happens here, so bad prompts are
+    reported before a model is loaded.
+    """
+    try:
+        prompts = read_prompts(path)
+        check_prompts(prompts, stack.num_frames, stack.frame_shape)
+        if frames is not None:
+            prompts = select_frames(prompts, *frames)
+    except InputError as exc:
+        message = str(exc)
+        if not message.startswith(str(path)):
+            message = f"{path}: {message.removeprefix('prompts: ')}"
+        raise InputError(message) from None
+    if prompts.is_empty:
+        raise InputError(f"{path}: holds no prompts")
+    return prompts
+
+
+def check_output(out: Path, fmt: str, option: str = "--out") -> None:
+    """Fail early (InputError) when ``out`` cannot be written, before any compute."""
+    parent = out.parent
+    if not parent.is_dir():
+        what = "is not a folder" if parent.exists() else "does not exist"
+        raise InputError(f"{option}: cannot write {out}: the folder {parent} {what}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{option}: cannot write {out}: no write permission in {parent}")
+    if fmt != "ctc" and out.is_dir():
+        raise InputError(f"{option}: {out} is a folder; give a file name (or use --format ctc)")
+    if fmt == "ctc" and out.exists() and not out.is_dir():
+        raise InputError(f"{option}: {out} is a file; --format ctc writes a folder")
+
+
+def _load_model(model: str, device, image_size: int | None, quiet: bool):
+    """Load a checkpoint path or registry name (downloading with a progress bar)."""
+    from ..weights.loading import load_model
+
+    bar = Progress(None, f"download {model}", unit="B", enabled=not quiet)
+    net = load_model(model, device, image_size, progress=lambda done, total: bar.set(done, total))
+    if bar.done:
+        bar.close()
+    return net
+
+
+def run_segment(
+    input: str | os.PathLike,
+    prompts: str | os.PathLike,
+    model: str,
+    out: str | os.PathLike,
+    *,
+    direction: str = "both",
+    device: str = "auto",
+    dtype: str | None = None,
+    frames: str | None = None,
+    time_axis: int | None = None,
+    image_size: int | None = None,
+    fmt: str = "tiff",
+    quiet: bool = False,
+) -> SegmentSummary:
+    """Segment and track the prompted objects of a stack; write a label TIFF or CTC folder.
+
+    ``out`` receives (T, H, W) int32 labels (object ids, 0 background) for the
+    selected frames. Everything cheap is checked first (input, prompts, output
+    folder), then the model is loaded. The result is written to a temporary
+    file next to ``out`` and moved into place at the end, so an existing
+    ``out`` is untouched by any failure.
+    """
+    check_direction(direction, "--direction")
+    if fmt not in ("tiff", "ctc"):
+        raise InputError(f"--format: must be tiff or ctc, got {fmt!r}")
+    out = Path(out)
+    stack = read_stack(input, time_axis)
+    window = parse_frame_range(frames, stack.num_frames) if frames is not None else None
+    selected = stack.frames(*window) if window else stack
+    prompt_set = load_prompts(prompts, stack, window)
+    ids = prompt_set.obj_ids()
+    if fmt == "ctc" and ids and ids[-1] > 65535:
+        raise InputError(f"{prompts}: object id {ids[-1]} does not fit CTC's 16-bit masks")
+    check_output(out, fmt)
+
+    started = time.monotonic()
+    if fmt == "tiff":
+        write = atomic_path(out, ".tif", option="--out")  # replaces ``out`` only when complete
+    else:
+        write = scratch_path(out, ".tif", option="--out")  # the labels, before the CTC export
+    with write as tmp:
+        from ..engine.precision import resolve_dtype
+        from ..weights.loading import resolve_device
+
+        dev = resolve_device(device)
+        resolve_dtype(dtype, dev)  # refuse an impossible --dtype before loading the model
+        net = _load_model(model, dev, image_size, quiet)
+        labels = _segment_to_file(net, selected, prompt_set, direction, dtype, tmp, quiet)
+        if fmt == "ctc":
+            export_ctc(labels, out)
+        del labels  # close the memory map before the file is moved or removed
+    seconds = time.monotonic() - started
+    n = selected.num_frames
+    return SegmentSummary(out, n, selected.frame_shape, ids, seconds, n / max(seconds, 1e-9))
+
+
+def _segment_to_file(
+    net, stack: Stack, prompts: Prompts, direction: str, dtype, tmp: Path, quiet: bool
+):
+    """Propagate and write each frame's labels into a (T, H, W) int32 TIFF memory map.
+
+    Frames no pass reaches stay 0. Returns the (flushed) memory map.
+    """
+    import tifffile
+
+    from ..engine.replay import apply_prompts
+    from ..engine.session import VideoSession
+
+    shape = (stack.num_frames, *stack.frame_shape)
+    labels = tifffile.memmap(tmp, shape=shape, dtype=np.int32, **label_tiff_options(shape))
+    passes = plan_passes(direction, prompts.frames(), 0, stack.num_frames - 1)
+    bar = Progress(sum(p.written() for p in passes), "segment", enabled=not quiet)
+    with VideoSession(net, stack, channel_axis=stack.channel_axis, dtype=dtype) as session:
+        try:
+            apply_prompts(session, prompts)
+        except InputError as exc:
+            raise InputError(f"prompts: {exc}") from None
+        for p in passes:
+            for result in session.propagate(p.start, reverse=p.reverse, max_frames=p.max_frames):
+                labels[result.frame] = result.label_image()
+                bar.update()
+    bar.close()
+    labels.flush()
+    return labels
+
+
+# --------------------------------------------------------------------------- models
+
+
+def list_models(stream: TextIO) -> None:
+    """Print the registry with the cache state of each checkpoint."""
+    from ..weights.registry import CACHE_ENV, cache_dir, cache_state
+
+    stream.write(f"cache folder: {cache_dir()}  (set {CACHE_ENV} to change it)\n")
+    rows = [("name", "release", "size", "cached", "path")]
+    for entry, path, present in cache_state():
+        size = f"{entry.size / 1e6:.0f} MB" if entry.size else "?"
+        rows.append((entry.name, entry.release, size, "yes" if present else "no", str(path)))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        cells = [c.ljust(w) for c, w in zip(row[:4], widths, strict=True)]
+        stream.write("  ".join([*cells, row[4]]).rstrip() + "\n")
+
+
+def download_model(name: str, quiet: bool = False) -> Path:
+    """Fetch one registry checkpoint into the cache (progress bar on stderr)."""
+    from ..weights.loading import download_checkpoint
+    from ..weights.registry import get_entry
+
+    entry = get_entry(name)
+    bar = Progress(entry.size, f"download {name}", unit="B", enabled=not quiet)
+    path = download_checkpoint(entry, progress=lambda done, total: bar.set(done, total))
+    if bar.done:
+        bar.close()
+    return path
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def run_evaluate(
+    pred: str | os.PathLike, gt: str | os.PathLike, *, skip_first_last=False, ctc=False
+) -> dict:
+    """J, F and J&F (per object and mean) of two label TIFFs; CTC SEG/DET/TRA with ``ctc``."""
+    from ..evaluation.metrics import ctc_scores, jf_scores
+
+    pred_labels = read_label_tiff(pred, mmap=True)
+    gt_labels = read_label_tiff(gt, mmap=True)
+    if pred_labels.shape != gt_labels.shape:
+        raise InputError(
+            f"{pred}: shape {pred_labels.shape} does not match {gt} shape {gt_labels.shape}"
+        )
+    scores = jf_scores(pred_labels, gt_labels, skip_first_last=skip_first_last)
+    report = {"pred": str(pred), "gt": str(gt), "skip_first_last": skip_first_last}
+    report.update(scores.as_dict())
+    if ctc:
+        report["ctc"] = ctc_scores(np.asarray(pred_labels), np.asarray(gt_labels))
+    return report
+
+
+def format_scores(report: dict) -> str:
+    """The evaluate table: one row per object and a mean row; CTC scores below."""
+    lines = [f"{'object':>8}  {'J':>6}  {'F':>6}  {'J&F':>6}"]
+    for obj in report["objects"]:
+        lines.append(
+            f"{obj:>8}  {report['J'][obj]:6.3f}  {report['F'][obj]:6.3f}  {report['JF'][obj]:6.3f}"
+        )
+    lines.append(
+        f"{'mean':>8}  {report['J_mean']:6.3f}  {report['F_mean']:6.3f}  {report['JF_mean']:6.3f}"
+    )
+    if "ctc" in report:
+        c = report["ctc"]
+        lines.append(f"CTC  SEG {c['SEG']:.3f}  DET {c['DET']:.3f}  TRA {c['TRA']:.3f}")
+    return "\n".join(lines) + "\n"
+
+
+def _write_json(path: Path, data: dict) -> None:
+    check_output(path, "json", "--json")
+    with atomic_path(path, ".json", option="--json") as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- view
+
+
+def run_view(input: str | os.PathLike | None = None, time_axis: int | None = None) -> None:
+    """Open napari with the stack (or the synthetic sample) and the SAM 2 dock widget."""
+    if input is None:
+        from ..evaluation.synthetic import make_timelapse
+
+        data = make_timelapse(n_frames=40, shape=(256, 256), n_cells=12).image
+        name, channel_axis = "cells (synthetic)", None
+    else:
+        stack = read_stack(input, time_axis)
+        data, name, channel_axis = stack.data, stack.path.stem, stack.channel_axis
+        if isinstance(data, TiffFolder):
+            import dask.array as da
+
+            data = da.from_array(data, chunks=(1, *data.frame_shape))
+    from .._qt.viewer import open_viewer  # after reading: a bad input fails fast, without Qt
+
+    open_viewer(data, name, channel_axis, title=f"{PROG}: {name}", warn=_warn)
+
+
+def _warn(message: str) -> None:
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- argparse
+
+
+def _image_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 64 or value % 32:
+        raise argparse.ArgumentTypeError(f"must be a multiple of 32 and >= 64, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of all subcommands (each sets ``func``)."""
+    parser = _Parser(
+        prog=PROG,
+        description="SAM 2 segmentation and tracking of cells in microscopy time-lapses.",
+        epilog="Exit codes: 0 success, 2 bad usage or input, 1 other failures. See docs/cli.md.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    common = _Parser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    seg = sub.add_parser(
+        "segment",
+        parents=[common],
+        help="segment and track prompted objects in a stack, write a label TIFF",
+        description="Segment and track the prompted objects of a time-lapse; write int32 labels.",
+    )
+    seg.add_argument("input", help="TIFF/OME-TIFF, .npy, or a folder of TIFF frames")
+    seg.add_argument(
+        "--prompts",
+        required=True,
+        help="points.csv, boxes.csv, a mask-prompt .tif, or a folder holding them",
+    )
+    seg.add_argument(
+        "--model", required=True, help="checkpoint name (see 'napari-sam2 models') or .pt path"
+    )
+    seg.add_argument("--out", required=True, help="output .tif (or folder with --format ctc)")
+    seg.add_argument("--direction", choices=DIRECTIONS, default="both")
+    seg.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    seg.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16"),
+        help="compute precision (default: bfloat16 on CUDA, float32 elsewhere)",
+    )
+    seg.add_argument("--frames", metavar="A:B", help="only frames A..B-1 (prompts re-indexed)")
+    seg.add_argument("--time-axis", type=int, metavar="N", help="axis holding time (default 0)")
+    seg.add_argument(
+        "--image-size",
+        type=_image_size,
+        default=None,
+        metavar="N",
+        help="model input size (default: the model's own, 1024 for Meta's weights)",
+    )
+    seg.add_argument("--format", choices=("tiff", "ctc"), default="tiff", dest="fmt")
+    seg.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    seg.set_defaults(func=_cmd_segment)
+
+    models = sub.add_parser(
+        "models",
+        parents=[common],
+        help="list the checkpoints and the cache, or download one",
+        description="List the known checkpoints and whether each is cached, or download one.",
+    )
+    models.add_argument("--download", metavar="NAME", help="download this checkpoint")
+    models.add_argument("--quiet", action="store_true", help="no progress bar")
+    models.set_defaults(func=_cmd_models)
+
+    view = sub.add_parser(
+        "view",
+        parents=[common],
+        help="open napari with a stack and the SAM 2 widget",
+        description="Open napari with a stack (or a synthetic sample) and the SAM 2 widget.",
+    )
+    view.add_argument("input", nargs="?", help="stack to open (default: synthetic sample)")
+    view.add_argument("--time-axis", type=int, metavar="N", help="axis holding time (default 0)")
+    view.set_defaults(func=_cmd_view)
+
+    ev = sub.add_parser(
+        "evaluate",
+        parents=[common],
+        help="score a label TIFF against ground truth (J, F, J&F; CTC with --ctc)",
+        description="DAVIS J, F and J&F per object and mean; CTC SEG/DET/TRA with --ctc.",
+    )
+    ev.add_argument("pred", help="predicted (T, H, W) label TIFF")
+    ev.add_argument("gt", help="ground-truth (T, H, W) label TIFF")
+    ev.add_argument("--json", metavar="OUT.json", help="also write the scores as JSON")
+    ev.add_argument("--skip-first-last", action="store_true", help="leave out first and last frame")
+    ev.add_argument("--ctc", action="store_true", help="also compute CTC SEG, DET and TRA")
+    ev.set_defaults(func=_cmd_evaluate)
+
+    tr = sub.add_parser(
+        "train",
+        help="train or fine-tune with the SAM 2 recipe (synthetic clips, sessions, CTC, TIFF pairs)",
+        description="Train SAM 2 with the paper's recipe; checkpoints, --resume, a JSON log.",
+    )
+    from ..training.cli import add_arguments as add_train_arguments
+
+    add_train_arguments(tr)
+    tr.set_defaults(func=_cmd_train, debug=False)
+
+    st = sub.add_parser(
+        "stats",
+        parents=[common],
+        help="annotation-effort table across sessions (Markdown; CSV and a plot with --out)",
+        description="Clicks, boxes, mask edits, edited frames %%, clicks per clicked frame and "
+        "active time per frame of each session, in the order given. See docs/review.md.",
+    )
+    st.add_argument("sessions", nargs="+", metavar="SESSION", help="session folder or effort.json")
+    st.add_argument(
+        "--out", metavar="DIR", help="write effort.csv, effort.md and effort_per_frame.png here"
+    )
+    st.add_argument(
+        "--idle",
+        type=float,
+        metavar="SECONDS",
+        help="gaps between events longer than this are idle, not counted (60)",
+    )
+    st.set_defaults(func=_cmd_stats)
+    return parser
+
+
+def _cmd_segment(args) -> int:
+    summary = run_segment(
+        args.input,
+        args.prompts,
+        args.model,
+        args.out,
+        direction=args.direction,
+        device=args.device,
+        dtype=args.dtype,
+        frames=args.frames,
+        time_axis=args.time_axis,
+        image_size=args.image_size,
+        fmt=args.fmt,
+        quiet=args.quiet,
+    )
+    if not args.quiet:
+        print(
+            f"{PROG}: wrote {summary.out}: {summary.num_frames} frames of "
+            f"{summary.frame_shape[0]} x {summary.frame_shape[1]}, objects "
+            f"{list(summary.obj_ids)}, {summary.seconds:.1f} s",
+            file=sys.stderr,
+        )
+    return EXIT_OK
+
+
+def _cmd_models(args) -> int:
+    if args.download:
+        print(download_model(args.download, quiet=args.quiet))
+    else:
+        list_models(sys.stdout)
+    return EXIT_OK
+
+
+def _cmd_view(args) -> int:
+    run_view(args.input, args.time_axis)
+    return EXIT_OK
+
+
+def _cmd_train(args) -> int:
+    from ..training.cli import run as run_train
+
+    return run_train(args)
+
+
+def _cmd_evaluate(args) -> int:
+    report = run_evaluate(args.pred, args.gt, skip_first_last=args.skip_first_last, ctc=args.ctc)
+    if args.json:
+        _write_json(Path(args.json), report)
+    sys.stdout.write(format_scores(report))
+    return EXIT_OK
+
+
+def _cmd_stats(args) -> int:
+    from ..review.effort import IDLE_SECONDS
+    from ..review.report import effort_rows, markdown_table, write_report
+
+    if args.idle is None:
+        args.idle = IDLE_SECONDS
+    if not args.idle > 0:
+        raise InputError(f"--idle: must be > 0 seconds, got {args.idle}")
+    if args.out:
+        for path in write_report(args.sessions, args.out, args.idle):
+            print(f"{PROG}: wrote {path}", file=sys.stderr)
+    else:
+        sys.stdout.write(markdown_table(effort_rows(args.sessions, args.idle)))
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (the console script exits with it)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as exc:
+        print(f"{PROG}: error: {exc} (see '{exc.prog} --help')", file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit as exc:  # --help and --version
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except (InputError, CheckpointError, StackReadError) as exc:
+        code = EXIT_USAGE
+        error = exc
+    except Exception as exc:  # anything else is a runtime failure, reported in one line
+        code = EXIT_FAILURE
+        error = exc
+    if args.debug:
+        traceback.print_exception(error)
+    print(f"{PROG}: error: {one_line(error)}", file=sys.stderr)
+    return code

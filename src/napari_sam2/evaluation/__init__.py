@@ -1,0 +1,2 @@
+"""Evaluation: segmentation and tracking metrics, simulated-annotator protocols
+and synthetic data with ground truth."""
