@@ -1,4 +1,4 @@
-"""The ``napari-sam2`` command line: segment, models, view, evaluate.
+"""The ``napari-sam2`` command line: segment, models, view, evaluate, stats.
 
 Each subcommand is a thin wrapper around small functions that can be used from
 Python as well (:func:`read_stack`, :func:`run_segment`, :func:`run_evaluate`,
@@ -429,6 +429,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_train_arguments(tr)
     tr.set_defaults(func=_cmd_train, debug=False)
+
+    st = sub.add_parser(
+        "stats",
+        parents=[common],
+        help="annotation-effort table across sessions (Markdown; CSV and a plot with --out)",
+        description="Clicks, boxes, mask edits, edited frames %%, clicks per clicked frame and "
+        "active time per frame of each session, in the order given. See docs/review.md.",
+    )
+    st.add_argument("sessions", nargs="+", metavar="SESSION", help="session folder or effort.json")
+    st.add_argument(
+        "--out", metavar="DIR", help="write effort.csv, effort.md and effort_per_frame.png here"
+    )
+    st.add_argument(
+        "--idle",
+        type=float,
+        metavar="SECONDS",
+        help="gaps between events longer than this are idle, not counted (60)",
+    )
+    st.set_defaults(func=_cmd_stats)
     return parser
 
 
@@ -481,6 +500,22 @@ def _cmd_evaluate(args) -> int:
     if args.json:
         _write_json(Path(args.json), report)
     sys.stdout.write(format_scores(report))
+    return EXIT_OK
+
+
+def _cmd_stats(args) -> int:
+    from ..review.effort import IDLE_SECONDS
+    from ..review.report import effort_rows, markdown_table, write_report
+
+    if args.idle is None:
+        args.idle = IDLE_SECONDS
+    if not args.idle > 0:
+        raise InputError(f"--idle: must be > 0 seconds, got {args.idle}")
+    if args.out:
+        for path in write_report(args.sessions, args.out, args.idle):
+            print(f"{PROG}: wrote {path}", file=sys.stderr)
+    else:
+        sys.stdout.write(markdown_table(effort_rows(args.sessions, args.idle)))
     return EXIT_OK
 
 

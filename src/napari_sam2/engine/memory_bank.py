@@ -29,18 +29,23 @@ class FrameOutput:
 
     ``low_res``: (1, S/4, S/4) float32 logits (holes filled); ``obj_ptr``: (C,);
     ``object_logit``: (1,); ``memory``: (mem_dim, S/16, S/16) bfloat16, or None
-    until the memory encoder has run.
+    until the memory encoder has run. ``iou`` and ``stability``: () the
+    decoder's predicted IoU and the mask's stability score, None for a mask
+    prompt used as the prediction.
     """
 
     low_res: torch.Tensor
     obj_ptr: torch.Tensor
     object_logit: torch.Tensor
     memory: torch.Tensor | None = None
+    iou: torch.Tensor | None = None
+    stability: torch.Tensor | None = None
 
     def to_dict(self) -> dict:
         d = {"low_res": self.low_res, "obj_ptr": self.obj_ptr, "object_logit": self.object_logit}
-        if self.memory is not None:
-            d["memory"] = self.memory
+        for key in ("memory", "iou", "stability"):
+            if getattr(self, key) is not None:
+                d[key] = getattr(self, key)
         return d
 
 
@@ -62,7 +67,14 @@ class SpillStore:
         if (obj_id, frame) not in self._keys:
             return None
         d = torch.load(self.dir / f"{obj_id}_{frame}.pt", map_location=device, weights_only=True)
-        return FrameOutput(d["low_res"], d["obj_ptr"], d["object_logit"], d.get("memory"))
+        return FrameOutput(
+            d["low_res"],
+            d["obj_ptr"],
+            d["object_logit"],
+            d.get("memory"),
+            d.get("iou"),
+            d.get("stability"),
+        )
 
     def discard(self, obj_id: int, frame: int | None = None) -> None:
         """Forget one spilled output, or all of an object's (``frame=None``)."""

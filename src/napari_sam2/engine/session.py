@@ -40,13 +40,19 @@ class FrameResult:
 
     ``logits``: (N, H, W) float32, one per id in ``obj_ids`` (-1024 where an
     object has no prediction on this frame); ``object_scores``: (N,) logits of
-    the object being present.
+    the object being present. ``predicted_ious`` and ``stability_scores``: (N,)
+    float32 in [0, 1], the decoder's predicted IoU of each object's mask and
+    the mask's stability score (:func:`~napari_sam2.modeling.sam2.stability_score`);
+    NaN where the model gave none (no prediction, or a mask prompt taken as is).
+    None when not computed.
     """
 
     frame: int
     obj_ids: tuple[int, ...]
     logits: np.ndarray
     object_scores: np.ndarray
+    predicted_ious: np.ndarray | None = None
+    stability_scores: np.ndarray | None = None
 
     @property
     def masks(self) -> np.ndarray:
@@ -465,12 +471,16 @@ class VideoSession:
         if self.fill_hole_area > 0:
             low = fill_small_holes(low, self.fill_hole_area)
         memory = None if out.memory is None else out.memory[i].to(torch.bfloat16)
-        return FrameOutput(low, out.obj_ptr[i].float(), out.object_logits[i].float(), memory)
+        iou = None if out.ious is None else out.ious[i].float()
+        stability = None if out.stability is None else out.stability[i].float()
+        return FrameOutput(
+            low, out.obj_ptr[i].float(), out.object_logits[i].float(), memory, iou, stability
+        )
 
     def _frame_result(self, frame: int) -> FrameResult:
         h, w = self.frame_shape
         q = self.cfg.low_res_size
-        lows, scores = [], []
+        lows, scores, ious, stability = [], [], [], []
         for track in self._tracks.values():
             out = self._output(track, frame)
             if out is None:
@@ -479,16 +489,29 @@ class VideoSession:
             else:
                 lows.append(out.low_res)
                 scores.append(float(out.object_logit.reshape(-1)[0]))
+            ious.append(_scalar(None if out is None else out.iou))
+            stability.append(_scalar(None if out is None else out.stability))
         if not lows:
-            return FrameResult(frame, (), np.zeros((0, h, w), np.float32), np.zeros(0, np.float32))
+            empty = np.zeros(0, np.float32)
+            return FrameResult(frame, (), np.zeros((0, h, w), np.float32), empty, empty, empty)
         low = torch.stack(lows).float()
         logits = F.interpolate(low, (h, w), mode="bilinear", align_corners=False)[:, 0]
         return FrameResult(
-            frame, self.obj_ids, logits.cpu().numpy(), np.asarray(scores, np.float32)
+            frame,
+            self.obj_ids,
+            logits.cpu().numpy(),
+            np.asarray(scores, np.float32),
+            np.asarray(ious, np.float32),
+            np.asarray(stability, np.float32),
         )
 
     def _autocast(self):
         return autocast(self.device, self.dtype)
+
+
+def _scalar(value: torch.Tensor | None) -> float:
+    """A one-element tensor as a float; NaN for None."""
+    return float("nan") if value is None else float(value.reshape(-1)[0])
 
 
 def _check_obj_id(obj_id) -> int:

@@ -51,7 +51,10 @@ class TrackOutput:
     ``low_res``: (B, 1, S/4, S/4) logits; ``high_res``: (B, 1, S, S) logits, or
     None where only the low-res output was needed (see :meth:`Sam2Model.high_res`);
     ``obj_ptr``: (B, C); ``object_logits``: (B, 1); ``memory``: (B, mem_dim,
-    S/16, S/16) when the memory encoder ran, else None.
+    S/16, S/16) when the memory encoder ran, else None. ``ious``: (B,) the
+    decoder's predicted IoU of the kept mask; ``stability``: (B,) its stability
+    score (:func:`stability_score`); both None where no decoder mask was kept
+    (a mask prompt used as the prediction).
     """
 
     low_res: torch.Tensor
@@ -59,6 +62,23 @@ class TrackOutput:
     obj_ptr: torch.Tensor
     object_logits: torch.Tensor
     memory: torch.Tensor | None = None
+    ious: torch.Tensor | None = None
+    stability: torch.Tensor | None = None
+
+
+STABILITY_OFFSET = 1.0  # logit offset of the stability score (as SAM's automatic mask generator)
+
+
+def stability_score(logits: torch.Tensor, offset: float = STABILITY_OFFSET) -> torch.Tensor:
+    """How little a mask changes with its threshold: (B, 1, h, w) logits -> (B,) in [0, 1].
+
+    The IoU of the mask thresholded at ``+offset`` with the one at ``-offset``
+    (1 where both are empty).
+    """
+    flat = logits.flatten(1)
+    inner = (flat > offset).sum(1).float()
+    outer = (flat > -offset).sum(1).float()
+    return torch.where(outer > 0, inner / outer.clamp(min=1), torch.ones_like(inner))
 
 
 class Sam2Model(nn.Module):
@@ -164,7 +184,10 @@ class Sam2Model(nn.Module):
         token = dec.tokens[rows, best] if dec.tokens.shape[1] > 1 else dec.tokens[:, 0]
         present = (dec.object_logits > 0).float()
         ptr = self._gate_pointer(self.obj_ptr_proj(token), present)
-        return TrackOutput(low_res, None, ptr, dec.object_logits)
+        ious = dec.ious[rows, best]
+        return TrackOutput(
+            low_res, None, ptr, dec.object_logits, ious=ious, stability=stability_score(low_res)
+        )
 
     def high_res(self, out: TrackOutput) -> torch.Tensor:
         """The (B, 1, S, S) logits of an output, upsampled from low-res when not kept.
