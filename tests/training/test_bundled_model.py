@@ -30,6 +30,7 @@ pytestmark = pytest.mark.skipif(
     reason="this installation carries no bundled sam2_micro_cells (see docs/training.md)",
 )
 
+
 @pytest.fixture(scope="module")
 def micro():
     return load_model("sam2_micro_cells")
