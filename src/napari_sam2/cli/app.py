@@ -1,4 +1,4 @@
-"""The ``napari-sam2`` command line: segment, models, view, evaluate, stats.
+"""The ``napari-sam2`` command line: segment, track, models, view, evaluate, stats, train.
 
 Each subcommand is a thin wrapper around small functions that can be used from
 Python as well (:func:`read_stack`, :func:`run_segment`, :func:`run_evaluate`,
@@ -30,7 +30,7 @@ import numpy as np
 from .. import __version__
 from ..engine.plans import DIRECTIONS, check_direction, plan_passes
 from ..errors import CheckpointError, InputError, one_line
-from ..files.atomic import atomic_path, scratch_path
+from ..files.atomic import atomic_path, scratch_dir, scratch_path
 from ..files.ctc import export_ctc
 from ..files.prompt_files import Prompts, check_prompts, read_prompts, select_frames
 from ..files.stacks import Stack, StackReadError, TiffFolder, read_stack
@@ -218,6 +218,122 @@ def _segment_to_file(
     return labels
 
 
+# --------------------------------------------------------------------------- track
+
+TRACK_FORMATS = ("tiff", "ctc", "geff", "csv")
+
+
+@dataclass(frozen=True)
+class TrackSummary:
+    """What :func:`run_track` wrote."""
+
+    out: Path
+    num_frames: int
+    num_tracks: int
+    num_divisions: int
+    seconds: float
+
+
+def run_track(
+    input: str | os.PathLike,
+    model: str,
+    out: str | os.PathLike,
+    *,
+    fmt: str = "tiff",
+    detect_every: int = 5,
+    points_per_side: int = 16,
+    pred_iou_thresh: float | None = None,
+    stability_thresh: float | None = None,
+    min_area: int = 20,
+    frames: str | None = None,
+    time_axis: int | None = None,
+    device: str = "auto",
+    dtype: str | None = None,
+    image_size: int | None = None,
+    quiet: bool = False,
+) -> TrackSummary:
+    """Find and track every cell of a stack (:func:`napari_sam2.tracking.track_all`).
+
+    Writes (T, H, W) int32 labels (``tiff``), a CTC folder, a GEFF folder or a
+    CSV track table. Cheap checks (input, frames, output) come before the model
+    is loaded. Everything is written in a temporary folder next to ``out`` and
+    renamed into place when complete; an existing ``out`` is refused, never
+    overwritten. Raises InputError when no cell is found at all.
+    """
+    from dataclasses import replace
+
+    from ..tracking.decisions import TrackConfig
+
+    if fmt not in TRACK_FORMATS:
+        raise InputError(f"--format: must be one of {', '.join(TRACK_FORMATS)}, got {fmt!r}")
+    out = Path(out)
+    stack = read_stack(input, time_axis)
+    window = parse_frame_range(frames, stack.num_frames) if frames is not None else None
+    selected = stack.frames(*window) if window else stack
+    check_output(out, "ctc" if fmt in ("ctc", "geff") else fmt)
+    if out.exists():
+        raise InputError(f"--out: {out} already exists; remove it or choose another name")
+    base = TrackConfig()
+    thresholds = {}
+    if pred_iou_thresh is not None:
+        thresholds["pred_iou_thresh"] = pred_iou_thresh
+    if stability_thresh is not None:
+        thresholds["stability_score_thresh"] = stability_thresh
+    cfg = replace(
+        base,
+        detect_every=detect_every,
+        min_area=min_area,
+        generator=replace(base.generator, points_per_side=points_per_side, **thresholds),
+    )
+
+    started = time.monotonic()
+    from ..engine.precision import resolve_dtype
+    from ..weights.loading import resolve_device
+
+    dev = resolve_device(device)
+    resolve_dtype(dtype, dev)  # refuse an impossible --dtype before loading the model
+    net = _load_model(model, dev, image_size, quiet)
+    with scratch_dir(out) as tmp_dir:
+        counts = _track_into(tmp_dir, net, selected, cfg, dtype, fmt, stack.path, quiet)
+        if out.exists():  # appeared while we were tracking
+            raise InputError(f"--out: {out} already exists; remove it or choose another name")
+        os.replace(tmp_dir / ("labels.tif" if fmt == "tiff" else "result"), out)
+    return TrackSummary(out, selected.num_frames, *counts, time.monotonic() - started)
+
+
+def _track_into(tmp_dir: Path, net, stack: Stack, cfg, dtype, fmt: str, path, quiet: bool):
+    """Track into a memory-mapped label TIFF in ``tmp_dir`` (RAM does not grow with T),
+    then export ``tmp_dir/result``; returns (number of tracks, number of divisions)."""
+    import tifffile
+
+    from ..tracking import export
+    from ..tracking.tracker import track_all
+
+    shape = (stack.num_frames, *stack.frame_shape)
+    labels = tifffile.memmap(
+        tmp_dir / "labels.tif", shape=shape, dtype=np.int32, **label_tiff_options(shape)
+    )
+    bar = Progress(stack.num_frames, "track", enabled=not quiet)
+    result = track_all(
+        net,
+        stack.data,
+        cfg,
+        channel_axis=stack.channel_axis,
+        dtype=dtype,
+        progress=lambda done, total: bar.set(done, total),
+        labels_out=labels,
+    )
+    bar.close()
+    if not result.lineage:
+        raise InputError(f"input: no cells found in {path}; nothing written")
+    labels.flush()
+    writers = {"csv": export.write_csv, "ctc": export.write_ctc, "geff": export.write_geff}
+    if fmt in writers:
+        writers[fmt](labels, result.lineage, tmp_dir / "result")
+    del labels  # close the memory map before the file is moved or removed
+    return len(result.lineage), len(result.divisions())
+
+
 # --------------------------------------------------------------------------- models
 
 
@@ -338,6 +454,26 @@ def _image_size(text: str) -> int:
     return value
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of all subcommands (each sets ``func``)."""
     parser = _Parser(
@@ -386,6 +522,46 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--format", choices=("tiff", "ctc"), default="tiff", dest="fmt")
     seg.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     seg.set_defaults(func=_cmd_segment)
+
+    trk = sub.add_parser(
+        "track",
+        parents=[common],
+        help="find and track every cell automatically, with divisions",
+        description=(
+            "Find every cell with SAM 2's mask generator, track all of them with its memory, "
+            "detect new and dividing cells, and write labels, CTC, GEFF or CSV tracks."
+        ),
+    )
+    trk.add_argument("input", help="TIFF/OME-TIFF, .npy, or a folder of TIFF frames")
+    trk.add_argument(
+        "--model", required=True, help="checkpoint name (see 'napari-sam2 models') or .pt path"
+    )
+    trk.add_argument("--out", required=True, help="output file (tiff, csv) or folder (ctc, geff)")
+    trk.add_argument("--format", choices=TRACK_FORMATS, default="tiff", dest="fmt")
+    trk.add_argument(
+        "--detect-every", type=_positive, default=5, metavar="K", help="detect every K frames"
+    )
+    trk.add_argument("--points-per-side", type=_positive, default=16, metavar="N")
+    trk.add_argument(
+        "--pred-iou-thresh", type=_fraction, metavar="X", help="generator IoU threshold (0.7)"
+    )
+    trk.add_argument(
+        "--stability-thresh", type=_fraction, metavar="X", help="generator stability (0.85)"
+    )
+    trk.add_argument("--min-area", type=_positive, default=20, metavar="PX")
+    trk.add_argument("--frames", metavar="A:B", help="only frames A..B-1")
+    trk.add_argument("--time-axis", type=int, metavar="N", help="axis holding time (default 0)")
+    trk.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    trk.add_argument("--dtype", choices=("float32", "bfloat16"))
+    trk.add_argument(
+        "--image-size",
+        type=_image_size,
+        default=None,
+        metavar="N",
+        help="model input size (default: the model's own)",
+    )
+    trk.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    trk.set_defaults(func=_cmd_track)
 
     models = sub.add_parser(
         "models",
@@ -471,6 +647,34 @@ def _cmd_segment(args) -> int:
             f"{PROG}: wrote {summary.out}: {summary.num_frames} frames of "
             f"{summary.frame_shape[0]} x {summary.frame_shape[1]}, objects "
             f"{list(summary.obj_ids)}, {summary.seconds:.1f} s",
+            file=sys.stderr,
+        )
+    return EXIT_OK
+
+
+def _cmd_track(args) -> int:
+    summary = run_track(
+        args.input,
+        args.model,
+        args.out,
+        fmt=args.fmt,
+        detect_every=args.detect_every,
+        points_per_side=args.points_per_side,
+        pred_iou_thresh=args.pred_iou_thresh,
+        stability_thresh=args.stability_thresh,
+        min_area=args.min_area,
+        frames=args.frames,
+        time_axis=args.time_axis,
+        device=args.device,
+        dtype=args.dtype,
+        image_size=args.image_size,
+        quiet=args.quiet,
+    )
+    if not args.quiet:
+        print(
+            f"{PROG}: wrote {summary.out}: {summary.num_frames} frames, "
+            f"{summary.num_tracks} tracks, {summary.num_divisions} divisions, "
+            f"{summary.seconds:.1f} s",
             file=sys.stderr,
         )
     return EXIT_OK

@@ -1,0 +1,231 @@
+"""The decisions of automatic tracking, as pure functions on masks (no model).
+
+Rules (all areas in pixels of the frame, all masks (H, W) bool):
+
+- **Occupancy.** Each pixel belongs to at most one track: the one whose
+  logit is highest there, if that logit is > 0. Tracks whose object score is
+  <= 0 (judged absent) take no pixels. Equal logits go to the track listed
+  first (the older one). See :func:`occupancy`.
+- **Split division.** A track whose (occupancy-resolved) mask falls into two
+  or more 8-connected components, each at least
+  ``max(min_area, split_min_fraction * recent_area)`` pixels, has divided: the
+  mother ends on the previous frame and the two largest components start two
+  daughter tracks with the mother as parent. Smaller fragments are dropped.
+  See :func:`split_daughters`.
+- **Cover division.** When the generator finds two disjoint masks, each at
+  least ``inside`` (0.8) within one track's mask and each at least the split
+  floor above, that together cover at least ``cover_fraction`` of the track
+  while neither alone covers more than ``cover_fraction`` of it, the track
+  has divided into those two (touching daughters, which never split into
+  components). See :func:`contained_daughters`.
+- **New cells.** A generator mask is new when its area lies in
+  ``[min_area, max_area_fraction * H * W]`` and at most ``new_overlap`` of it
+  is already labelled; its unlabelled pixels (largest component, at least
+  ``min_area``) become the new object. Masks are taken best score first and
+  never overlap each other. See :func:`new_objects`.
+- **Appearance division.** A new object that lies within
+  ``contact_distance`` background pixels of a track that shrank (area now below
+  ``shrink_ratio`` times its mean over the last frames) is the second
+  daughter of that track: the mother ends, its current mask becomes daughter
+  one and the new object daughter two. When several shrunk tracks touch it,
+  the one with the longest contact wins. See :func:`division_mother`.
+- **Ends.** A track ends after ``end_after`` consecutive frames without
+  pixels (negative object score, or all its pixels taken by others); its end
+  frame is the last frame with pixels. A cell seen again later is a new
+  track with a new id; ids are never reused or merged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from ..errors import InputError
+from .mask_generator import GeneratorConfig
+
+_EIGHT = np.ones((3, 3), dtype=bool)
+
+
+def _default_generator() -> GeneratorConfig:
+    return GeneratorConfig(points_per_side=16, pred_iou_thresh=0.7, stability_score_thresh=0.85)
+
+
+@dataclass(frozen=True)
+class TrackConfig:
+    """Settings of :func:`~napari_sam2.tracking.track_all` (see the module's rules).
+
+    detect_every: run the generator every this many frames (1: every frame).
+    coverage_drop: also run it when the labelled area falls below
+        ``1 - coverage_drop`` of its largest value since the last detection.
+    end_after: frames without pixels before a track ends.
+    min_area: smallest object or daughter, pixels.
+    max_area_fraction: generator masks larger than this fraction of the frame
+        are background or clusters, never cells.
+    new_overlap: largest labelled fraction of a generator mask that is new.
+    split_min_fraction: smallest daughter component, fraction of the mother's recent area.
+    shrink_ratio: a track shrank when its area is below this times its recent mean.
+    contact_distance: pixels between a new object and a shrunk track for a division.
+    history: frames over which a track's recent (mean) area is taken.
+    inside: smallest fraction of a generator mask inside a track for a cover division.
+    cover_fraction: fraction of the track the two daughter masks must cover.
+    generator: settings of the mask generator used for seeding and detection.
+    """
+
+    detect_every: int = 5
+    coverage_drop: float = 0.1
+    end_after: int = 2
+    min_area: int = 20
+    max_area_fraction: float = 0.2
+    new_overlap: float = 0.2
+    split_min_fraction: float = 0.2
+    shrink_ratio: float = 0.75
+    contact_distance: int = 2
+    history: int = 3
+    inside: float = 0.8
+    cover_fraction: float = 0.7
+    generator: GeneratorConfig = field(default_factory=_default_generator)
+
+    def __post_init__(self) -> None:
+        for name in ("detect_every", "end_after", "history"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise InputError(f"{name}: must be a positive integer, got {value!r}")
+        for name in ("min_area", "contact_distance"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise InputError(f"{name}: must be an integer >= 0, got {value!r}")
+        for name in (
+            "coverage_drop",
+            "max_area_fraction",
+            "new_overlap",
+            "split_min_fraction",
+            "shrink_ratio",
+            "inside",
+            "cover_fraction",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise InputError(f"{name}: must be in [0, 1], got {value!r}")
+
+
+def occupancy(logits: np.ndarray, ids, object_scores) -> np.ndarray:
+    """(N, H, W) logits of tracks ``ids`` -> (H, W) int32 labels (one track per pixel).
+
+    A pixel goes to the track with the highest logit there when it is > 0;
+    tracks with ``object_scores <= 0`` are left out; ties go to the first.
+    """
+    logits = np.asarray(logits, np.float32)
+    h, w = logits.shape[1:]
+    ids = np.asarray(ids, np.int32)
+    present = np.asarray(object_scores, np.float32) > 0
+    if not present.any():
+        return np.zeros((h, w), np.int32)
+    lg, idp = logits[present], ids[present]
+    best = lg.argmax(0)
+    return np.where(lg.max(0) > 0, idp[best], 0).astype(np.int32)
+
+
+def components(mask: np.ndarray, min_area: int = 0) -> list[np.ndarray]:
+    """8-connected components of ``mask`` with at least ``min_area`` pixels, largest first."""
+    lab, n = ndimage.label(np.asarray(mask, bool), structure=_EIGHT)
+    if n == 0:
+        return []
+    sizes = np.bincount(lab.ravel())[1:]
+    order = np.argsort(-sizes, kind="stable")
+    return [lab == i + 1 for i in order if sizes[i] >= max(min_area, 1)]
+
+
+def split_daughters(
+    mask: np.ndarray, recent_area: float, cfg: TrackConfig
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The two daughter masks if ``mask`` has split (see the module rules), else None."""
+    floor = max(cfg.min_area, cfg.split_min_fraction * float(recent_area), 1)
+    parts = components(mask, int(np.ceil(floor)))
+    if len(parts) < 2:
+        return None
+    return parts[0], parts[1]
+
+
+def contained_daughters(
+    candidates: np.ndarray, track_mask: np.ndarray, recent_area: float, cfg: TrackConfig
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Two daughter masks from generator masks (K, H, W, best first) that tile the
+    track's mask (see the module rules), restricted to it; else None."""
+    track_mask = np.asarray(track_mask, bool)
+    area = int(track_mask.sum())
+    if area == 0:
+        return None
+    floor = max(cfg.min_area, cfg.split_min_fraction * float(recent_area), 1)
+    chosen: list[np.ndarray] = []
+    used = np.zeros_like(track_mask)
+    for cand in np.asarray(candidates, bool):
+        size = int(cand.sum())
+        inside = cand & track_mask
+        n_in = int(inside.sum())
+        if size == 0 or n_in < cfg.inside * size or n_in < floor:
+            continue
+        if n_in > cfg.cover_fraction * area:  # the whole cell again
+            continue
+        if (inside & used).sum() > 0.1 * n_in:
+            continue
+        chosen.append(inside & ~used)
+        used |= inside
+    if len(chosen) < 2:
+        return None
+    chosen.sort(key=lambda m: -int(m.sum()))
+    a, b = chosen[0], chosen[1]
+    if (a | b).sum() < cfg.cover_fraction * area:
+        return None
+    return a, b
+
+
+def new_objects(candidates: np.ndarray, labels: np.ndarray, cfg: TrackConfig) -> list[np.ndarray]:
+    """New objects among generator masks (K, H, W), given in best-first order.
+
+    Returns non-overlapping (H, W) masks of unlabelled pixels (see the module rules).
+    """
+    labels = np.asarray(labels)
+    taken = labels > 0
+    max_area = cfg.max_area_fraction * labels.size
+    out = []
+    for cand in np.asarray(candidates, bool):
+        area = int(cand.sum())
+        if area < max(cfg.min_area, 1) or area > max_area:
+            continue
+        if (cand & taken).sum() > cfg.new_overlap * area:
+            continue
+        free = components(cand & ~taken, cfg.min_area)
+        if not free:
+            continue
+        out.append(free[0])
+        taken = taken | free[0]
+    return out
+
+
+def shrunk(area_now: int, recent: list[int] | tuple[int, ...], ratio: float) -> bool:
+    """True when ``area_now`` is below ``ratio`` times the mean of the earlier ``recent`` areas."""
+    return bool(recent) and area_now < ratio * float(np.mean(recent))
+
+
+def division_mother(
+    new_mask: np.ndarray, labels: np.ndarray, shrunk_ids, distance: int
+) -> int | None:
+    """The shrunk track (id in ``shrunk_ids``) touching ``new_mask`` most, or None.
+
+    Contact is the number of the track's pixels separated from the new object
+    by at most ``distance`` background pixels (an 8-connected dilation by
+    ``distance + 1``; 0 means touching).
+    """
+    candidates = set(int(i) for i in shrunk_ids)
+    if not candidates:
+        return None
+    ring = ndimage.binary_dilation(new_mask, _EIGHT, iterations=distance + 1)
+    touched = labels[ring & ~new_mask]
+    best, best_count = None, 0
+    for tid in sorted(candidates):
+        count = int((touched == tid).sum())
+        if count > best_count:
+            best, best_count = tid, count
+    return best

@@ -1,0 +1,104 @@
+"""The tracking rules as pure functions on synthetic masks (no model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_sam2.errors import InputError
+from napari_sam2.tracking import decisions
+from napari_sam2.tracking.decisions import TrackConfig
+
+CFG = TrackConfig(min_area=5, split_min_fraction=0.2, shrink_ratio=0.75, contact_distance=2)
+
+
+def disc(center, radius, shape=(64, 64)) -> np.ndarray:
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return (yy - center[0]) ** 2 + (xx - center[1]) ** 2 <= radius**2
+
+
+def test_occupancy_highest_positive_logit_wins_and_absent_tracks_take_nothing():
+    logits = np.full((3, 4, 4), -1.0, np.float32)
+    logits[0, :, :2] = 2.0
+    logits[1, :, 1:3] = 3.0  # overlaps track 0 in column 1 with a higher logit
+    logits[2] = 5.0  # everywhere, but judged absent
+    labels = decisions.occupancy(logits, [7, 8, 9], [1.0, 0.5, -0.1])
+    assert labels.dtype == np.int32
+    assert labels[:, 0].tolist() == [7] * 4
+    assert labels[:, 1].tolist() == [8] * 4  # the overlap goes to the higher logit
+    assert labels[:, 2].tolist() == [8] * 4 and labels[:, 3].tolist() == [0] * 4
+    tie = decisions.occupancy(np.ones((2, 2, 2)), [3, 4], [1, 1])
+    assert (tie == 3).all()  # equal logits: the first (older) track
+    assert not decisions.occupancy(logits, [7, 8, 9], [-1, -1, -1]).any()
+
+
+def test_split_into_two_big_components_is_a_division():
+    mother = disc((32, 20), 8) | disc((32, 44), 8)
+    pair = decisions.split_daughters(mother, recent_area=400, cfg=CFG)
+    assert pair is not None
+    a, b = pair
+    assert a.sum() == b.sum() == disc((32, 20), 8).sum() and not (a & b).any()
+
+
+def test_small_fragment_is_not_a_division():
+    mask = disc((32, 32), 10) | disc((5, 5), 2)  # a 13-pixel fragment next to a 317-pixel cell
+    assert decisions.split_daughters(mask, recent_area=317, cfg=CFG) is None
+    assert decisions.split_daughters(disc((32, 32), 10), 317, CFG) is None
+
+
+def test_new_objects_only_where_nothing_is_labelled():
+    labels = np.zeros((64, 64), np.int32)
+    labels[disc((20, 20), 8)] = 1
+    cands = np.stack(
+        [
+            disc((20, 21), 8),  # the tracked cell again: covered
+            disc((45, 45), 7),  # a new cell
+            disc((45, 47), 7),  # a duplicate of the new cell: covered by it
+            np.ones((64, 64), bool),  # background: too large
+            disc((5, 60), 1.0) & ~disc((4, 60), 0),  # 4 pixels: too small
+        ]
+    )
+    new = decisions.new_objects(cands, labels, CFG)
+    assert len(new) == 1 and np.array_equal(new[0], disc((45, 45), 7))
+
+
+def test_new_object_partly_covered_keeps_its_free_pixels():
+    labels = np.zeros((64, 64), np.int32)
+    labels[:, :30] = 3
+    cand = disc((30, 40), 10)  # about 10 % of it lies in the labelled half
+    (new,) = decisions.new_objects(cand[None], labels, CFG)
+    assert not (new & (labels > 0)).any() and new.sum() == (cand & (labels == 0)).sum()
+
+
+def test_appearance_next_to_shrunk_track_is_a_division():
+    labels = np.zeros((64, 64), np.int32)
+    labels[disc((32, 22), 6)] = 4  # shrank: the other half is now unlabelled
+    labels[disc((10, 55), 6)] = 5  # far away, also shrunk
+    newcomer = disc((32, 36), 6)  # 2 px gap from track 4
+    assert decisions.shrunk(113, [300, 310], 0.75)
+    assert not decisions.shrunk(290, [300, 310], 0.75)
+    assert decisions.division_mother(newcomer, labels, {4, 5}, distance=2) == 4
+    assert decisions.division_mother(newcomer, labels, {5}, distance=2) is None
+    assert decisions.division_mother(newcomer, labels, set(), distance=2) is None
+    far = disc((32, 50), 5)
+    assert decisions.division_mother(far, labels, {4}, distance=2) is None
+
+
+def test_config_is_checked():
+    with pytest.raises(InputError, match="detect_every"):
+        TrackConfig(detect_every=0)
+    with pytest.raises(InputError, match="shrink_ratio"):
+        TrackConfig(shrink_ratio=1.5)
+
+
+def test_two_generator_masks_tiling_a_track_are_a_division():
+    left, right = disc((32, 26), 6), disc((32, 37), 6)  # touching daughters
+    track = left | right
+    cands = np.stack([track, left, disc((32, 27), 6), right])  # whole cell, duplicate of left
+    pair = decisions.contained_daughters(cands, track, recent_area=track.sum(), cfg=CFG)
+    assert pair is not None
+    a, b = pair
+    assert not (a & b).any() and (a | b).sum() >= 0.7 * track.sum()
+    assert decisions.contained_daughters(cands[:1], track, track.sum(), CFG) is None
+    part = disc((32, 26), 3)[None]  # one small part: no division
+    assert decisions.contained_daughters(part, track, track.sum(), CFG) is None
