@@ -23,12 +23,10 @@ from qtpy.QtCore import QEvent, QSize, Qt, Signal
 from qtpy.QtWidgets import QScrollArea, QVBoxLayout, QWidget
 
 from ._controller import (
-    LABELS_FILE,
     Sam2Controller,
     frame_index,
     one_line,
     plan_propagation,
-    read_session_json,
     session_id_of,
 )
 from ._widget_jobs import Job, JobQueue
@@ -48,6 +46,7 @@ from ._widget_prompts import PromptsMixin
 from ._widget_propagate import PropagationMixin
 from ._widget_session import SessionMixin
 from .errors import InputError, Sam2Error
+from .output_rules import check_session_folder
 
 PROPAGATION_KINDS = ("propagate", "repropagate")
 
@@ -245,10 +244,13 @@ class Sam2Widget(PromptsMixin, PropagationMixin, SessionMixin, QWidget):
                      wait: bool = True) -> Path:  # fmt: skip
         """Save prompts (CSV), labels (TIFF) and session.json into ``folder``.
 
-        A folder holding another session is refused unless ``overwrite``.
+        The folder must be new, empty or a napari-sam2 session
+        (:mod:`napari_sam2.output_rules`); another session's folder is refused
+        unless ``overwrite``.
         """
         self._need_layers()
         target = Path(folder).expanduser() if folder is not None else self._autosave_folder()
+        check_session_folder(target, self._session_inputs())
         other = session_id_of(target)
         if other is not None and other != self.controller.session_id and not overwrite:
             raise InputError(
@@ -258,33 +260,28 @@ class Sam2Widget(PromptsMixin, PropagationMixin, SessionMixin, QWidget):
         return target
 
     def load_session(self, folder: str | os.PathLike, wait: bool = True) -> None:
-        """Restore a saved session: image, objects, prompt layers, labels and model."""
-        from .prompt_io import (
-            BOXES_FILE,
-            MASKS_FILE,
-            POINTS_FILE,
-            Prompts,
-            read_label_tiff,
-            read_prompts,
-        )
+        """Restore a saved session: image, objects, prompt layers, labels and model.
 
-        folder = Path(folder).expanduser()
-        meta = read_session_json(folder)
-        labels = read_label_tiff(folder / LABELS_FILE)
-        has_prompts = any((folder / f).exists() for f in (POINTS_FILE, BOXES_FILE, MASKS_FILE))
-        prompts = read_prompts(folder) if has_prompts else Prompts()
-        image = self._session_image(meta)
-        shape = list(spatial_shape(image))
-        axis = int(meta.get("stack_axis", 0))
-        expected = (shape.pop(axis), *shape) if 0 <= axis < len(shape) else None
-        if expected != tuple(labels.shape):
+        All or nothing: every file and field is read and checked first
+        (:func:`napari_sam2.saved_session.read_session`); on any problem one
+        InputError is raised and the viewer, the layers and the widget are
+        left exactly as they were.
+        """
+        from .saved_session import labels_shape_for, read_session
+
+        saved = read_session(folder)
+        image, opened = self._session_image(saved)
+        shape = tuple(spatial_shape(image))
+        if len(shape) != 3 or labels_shape_for(shape, saved.stack_axis) != saved.labels.shape:
+            for layer in opened:  # layers opened for the check go again
+                self.viewer.layers.remove(layer)
             raise InputError(
-                f"session: labels.tif is {labels.shape} (frames first) but the image "
-                f"{image.name!r} is {tuple(spatial_shape(image))} with stack axis {axis}"
+                f"session: labels.tif is {saved.labels.shape} (frames first) but the image "
+                f"{image.name!r} is {shape} with stack axis {saved.stack_axis}"
             )
         self.jobs.cancel()
         self.jobs.wait(None)
-        self._restore(meta, image, labels, prompts, folder)
+        self._restore(saved, image)
         self._maybe_wait(wait)
 
     def current_frame(self) -> int:

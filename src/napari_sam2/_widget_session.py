@@ -16,12 +16,14 @@ from ._controller import (
     LABELS_FILE,
     default_session_folder,
     free_folder,
+    one_line,
     session_id_of,
     write_session_json,
 )
 from ._widget_jobs import Job
 from ._widget_layers import add_box_rows, add_point_rows, read_boxes, spatial_shape
 from .errors import InputError
+from .output_rules import check_session_folder
 
 
 class SessionMixin:
@@ -37,8 +39,13 @@ class SessionMixin:
         path = getattr(getattr(self.image, "source", None), "path", None)
         return free_folder(default_session_folder(path, self.image.name), ctrl.session_id)
 
+    def _session_inputs(self) -> list:
+        """Files a session folder must never replace or sit inside (the image's source)."""
+        return [getattr(getattr(self.image, "source", None), "path", None)]
+
     def _autosave(self) -> None:
         target = self._autosave_folder()
+        check_session_folder(target, self._session_inputs(), "autosave folder")
         first = self.controller.session_folder is None
         self._write_session(target, wait=False)
         if first:
@@ -111,35 +118,42 @@ class SessionMixin:
                 masks[f][m] = o
         return Prompts(tuple(rows), tuple(boxes), masks)
 
-    def _session_image(self, meta: dict):
+    def _session_image(self, saved):
+        """(image layer, layers opened for it): the session's image, opened from its file if needed."""
         from napari.layers import Image
 
-        info = meta.get("image") or {}
-        name = info.get("layer")
+        name, path = saved.image_layer, saved.image_path
         if name in self.viewer.layers and isinstance(self.viewer.layers[name], Image):
-            return self.viewer.layers[name]
-        path = info.get("path")
+            return self.viewer.layers[name], []
         if path and Path(path).exists():
-            layers = self.viewer.open(path)
+            try:
+                layers = list(self.viewer.open(path))
+            except Exception as exc:  # napari's readers fail in many ways
+                raise InputError(
+                    f"session: cannot open the image {path}: {one_line(exc)}"
+                ) from None
             images = [layer for layer in layers if isinstance(layer, Image)]
             if images:
-                return images[0]
+                return images[0], layers
+            for layer in layers:
+                self.viewer.layers.remove(layer)
         raise InputError(f"session: open the image {name or path!r} first, then load the session")
 
-    def _restore(self, meta: dict, image, labels: np.ndarray, prompts, folder: Path) -> None:
+    def _restore(self, saved, image) -> None:
+        """Install a validated session (UI thread); nothing here can fail on its content."""
         ctrl = self.controller
         self.data_panel.image.setCurrentText(image.name)
         if self.image is not image:
             self._image_chosen(image.name)
-        axis = int(meta.get("stack_axis", 0))
-        if axis != self.axis:
-            self.data_panel.axis.setCurrentIndex(axis)
-        kind = "z-stack" if meta.get("stack_kind") == "z" else "time-lapse"
+        if saved.stack_axis != self.axis:
+            self.data_panel.axis.setCurrentIndex(saved.stack_axis)
+        kind = "z-stack" if saved.stack_kind == "z" else "time-lapse"
         self.data_panel.kind.setCurrentText(kind)
         # Choosing the image or axis may have queued a session for the old prompts.
         self.jobs.cancel()
         self.jobs.wait(None)
         ctrl.close_session()
+        prompts = saved.prompts
         self._syncing = True
         try:
             self.points.selected_data = set()
@@ -148,37 +162,28 @@ class SessionMixin:
             add_point_rows(self.points, list(prompts.points), self.axis)
             add_box_rows(self.boxes, list(prompts.boxes), self.axis)
             ctrl.masks = _masks_from_volume(prompts.masks)
-            self.labels.data = np.ascontiguousarray(np.moveaxis(labels, 0, self.axis), np.int32)
-            ctrl.objects = {int(o["id"]): str(o["name"]) for o in meta.get("objects", [])}
-            ctrl.session_id = str(meta.get("session_id") or ctrl.session_id)
-            ctrl.session_folder = folder
-            self.labels.selected_label = int(
-                meta.get("selected_label") or min(ctrl.objects, default=1)
-            )
+            self.labels.data = np.ascontiguousarray(np.moveaxis(saved.labels, 0, self.axis))
+            ctrl.objects = dict(saved.objects)
+            ctrl.session_id = saved.session_id or ctrl.session_id
+            ctrl.session_folder = saved.folder
+            self.labels.selected_label = saved.selected_label or min(ctrl.objects, default=1)
         finally:
             self._syncing = False
-        self._saved_reached = {
-            int(o): {int(f): bool(r) for f, r in pairs}
-            for o, pairs in (meta.get("reached") or {}).items()
-        }
+        self._saved_reached = {o: dict(f) for o, f in saved.reached.items()}
         self._restyle()
-        self.session_panel.show_folder(folder)
+        self.session_panel.show_folder(saved.folder)
         # The next session opened replays the prompts without writing labels, even
         # if the session's model cannot be loaded and the user loads another.
         self._restoring = True
-        source = (meta.get("model") or {}).get("source")
+        source = saved.model.source
         if source and (ctrl.model is None or ctrl.model_source != source):
-            self._reload_for_session(meta)
+            self._reload_for_session(saved.model)
         else:
             self._open_session()
 
-    def _reload_for_session(self, meta: dict) -> None:
-        """Load the session's model (then open the session with its prompts)."""
-        model = meta.get("model") or {}
-        source = model["source"]
-        device = model.get("device", "auto")
-        precision = model.get("precision", "float32")
-        image_size = int(model.get("image_size") or 1024)
+    def _reload_for_session(self, model) -> None:
+        """Load the session's model (a SavedModel), then open the session with its prompts."""
+        source, device, precision = model.source, model.device, model.precision
 
         def loaded(m) -> None:
             self.controller.set_model(m, source, device, precision)
@@ -189,7 +194,7 @@ class SessionMixin:
             Job(
                 "load",
                 self.controller.load_model,
-                (source, device, image_size, self._download_cb),
+                (source, device, model.image_size, self._download_cb),
                 on_start=lambda: self._busy_model(f"Loading {Path(source).name}..."),
                 on_done=loaded,
                 on_error=lambda exc: self._error(exc, self.model_panel.status),
@@ -205,6 +210,11 @@ class SessionMixin:
         if not folder:
             return
         target = Path(folder)
+        try:
+            check_session_folder(target, self._session_inputs())
+        except InputError as exc:
+            self._error(exc)
+            return
         other = session_id_of(target)
         overwrite = False
         if other is not None and other != self.controller.session_id:

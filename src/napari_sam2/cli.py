@@ -32,6 +32,7 @@ import numpy as np
 
 from . import __version__
 from .errors import CheckpointError, InputError, Sam2Error
+from .output_rules import RESULT_FILES, check_not_input, check_output_file, check_result_folder
 from .prompt_io import (
     Prompts,
     _set_new_file_mode,
@@ -263,18 +264,26 @@ class Stack:
         return Stack(data, self.path, self.channel_axis)
 
 
-def read_stack(path: str | os.PathLike, time_axis: int | None = None) -> Stack:
+def read_stack(
+    path: str | os.PathLike, time_axis: int | None = None, channel_axis: int | None = None
+) -> Stack:
     """Open a TIFF / OME-TIFF, a ``.npy`` file or a folder of TIFF frames, lazily.
 
     TIFFs and ``.npy`` files are memory-mapped when their layout allows (else
     read). ``time_axis`` (default 0) is moved to the front. The result is
     (T, H, W) or (T, H, W, C); a single 2D image is one frame. The channel
-    axis of 4D data is tifffile's ``C``/``S`` axis, else the last axis when it
-    has at most 4 entries, else axis 1 likewise.
+    axis of 4D data is ``channel_axis`` (counted after time was moved first),
+    else tifffile's ``C``/``S`` axis, else the last axis when it has at most 4
+    entries. Anything else (a z-stack over time, channels elsewhere without
+    ``channel_axis``) is refused, never guessed.
     """
     path = Path(path)
     if not path.exists():
         raise InputError(f"input: no such file or folder: {path}")
+    if channel_axis is not None and (
+        isinstance(channel_axis, bool) or not isinstance(channel_axis, (int, np.integer))
+    ):
+        raise InputError(f"--channel-axis: must be an integer, got {channel_axis!r}")
     axes = ""
     if path.is_dir():
         data = TiffFolder(path)
@@ -283,7 +292,7 @@ def read_stack(path: str | os.PathLike, time_axis: int | None = None) -> Stack:
         data = _read_npy(path)
     else:
         data, axes = read_tiff_array(path, mmap=True)
-    return _arrange(data, path, axes, time_axis)
+    return _arrange(data, path, axes, time_axis, channel_axis)
 
 
 def _read_npy(path: Path) -> np.ndarray:
@@ -296,7 +305,9 @@ def _read_npy(path: Path) -> np.ndarray:
     return data
 
 
-def _arrange(data, path: Path, axes: str, time_axis: int | None) -> Stack:
+def _arrange(
+    data, path: Path, axes: str, time_axis: int | None, channel_axis: int | None = None
+) -> Stack:
     dtype = np.dtype(data.dtype)
     if dtype.kind not in "biuf":  # bool, integers, floats
         raise InputError(f"input: {path} holds {dtype} data, not real-valued pixels")
@@ -320,11 +331,22 @@ def _arrange(data, path: Path, axes: str, time_axis: int | None) -> Stack:
                 order = list(axes)
                 order.insert(0, order.pop(time_axis))
                 axes = "".join(order)
-    channel_axis = _channel_axis(data.shape, axes) if ndim == 4 else None
+    if channel_axis is not None:
+        if ndim != 4:
+            raise InputError(f"--channel-axis: {path} has shape {tuple(data.shape)}, no channels")
+        if not -4 <= channel_axis < 4 or channel_axis % 4 == 0:
+            raise InputError(
+                f"--channel-axis: {channel_axis} is not a non-time axis of shape {tuple(data.shape)}"
+            )
+        channel_axis = int(channel_axis) % 4
+    elif ndim == 4:
+        channel_axis = _channel_axis(data.shape, axes)
     if ndim == 4 and channel_axis is None:
+        named = f"axes {axes}" if len(axes) == ndim else "axes unknown"
         raise InputError(
-            f"input: cannot tell the channel axis of shape {tuple(data.shape)} "
-            f"({axes or 'axes unknown'}); expected (T, H, W) or (T, H, W, C) with C <= 4"
+            f"input: cannot tell the channel axis of shape {tuple(data.shape)} ({named}); "
+            "a z-stack over time (T, Z, Y, X) is not supported: save one time point or one "
+            "z plane; for channels give --channel-axis N"
         )
     if data.shape[0] < 1:
         raise InputError(f"input: {path} has no frames")
@@ -340,9 +362,7 @@ def _channel_axis(shape: tuple[int, ...], axes: str) -> int | None:
             return None  # a z-stack over time: not supported
     if shape[3] <= 4:
         return 3
-    if shape[1] <= 4:
-        return 1
-    return None
+    return None  # axis 1 may be channels or z: never guessed
 
 
 def parse_frame_range(text: str, num_frames: int) -> tuple[int, int]:
@@ -395,18 +415,19 @@ def load_prompts(path: str | os.PathLike, stack: Stack, frames: tuple[int, int] 
     return prompts
 
 
-def check_output(out: Path, fmt: str, option: str = "--out") -> None:
-    """Fail early (InputError) when ``out`` cannot be written, before any compute."""
-    parent = out.parent
-    if not parent.is_dir():
-        what = "is not a folder" if parent.exists() else "does not exist"
-        raise InputError(f"{option}: cannot write {out}: the folder {parent} {what}")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"{option}: cannot write {out}: no write permission in {parent}")
-    if fmt != "ctc" and out.is_dir():
+def check_output(out: Path, fmt: str, option: str = "--out", inputs: Sequence = ()) -> None:
+    """Fail early (InputError) when ``out`` may not be written, before any compute.
+
+    The rule is :mod:`napari_sam2.output_rules`: never an input, never a
+    folder of the user's own files.
+    """
+    if fmt == "ctc":
+        check_result_folder(out, "ctc", inputs, option)
+        return
+    if Path(out).is_dir():
+        check_not_input(out, inputs, option)
         raise InputError(f"{option}: {out} is a folder; give a file name (or use --format ctc)")
-    if fmt == "ctc" and out.exists() and not out.is_dir():
-        raise InputError(f"{option}: {out} is a file; --format ctc writes a folder")
+    check_output_file(out, inputs, option)
 
 
 def _temp_path(out: Path, suffix: str) -> Path:
@@ -464,6 +485,7 @@ def run_segment(
     dtype: str | None = None,
     frames: str | None = None,
     time_axis: int | None = None,
+    channel_axis: int | None = None,
     image_size: int = 1024,
     fmt: str = "tiff",
     quiet: bool = False,
@@ -481,14 +503,15 @@ def run_segment(
     if fmt not in ("tiff", "ctc"):
         raise InputError(f"--format: must be tiff or ctc, got {fmt!r}")
     out = Path(out)
-    stack = read_stack(input, time_axis)
+    stack = read_stack(input, time_axis, channel_axis)
     window = parse_frame_range(frames, stack.num_frames) if frames is not None else None
     selected = stack.frames(*window) if window else stack
     prompt_set = load_prompts(prompts, stack, window)
     ids = prompt_set.obj_ids()
     if fmt == "ctc" and ids and ids[-1] > 65535:
         raise InputError(f"{prompts}: object id {ids[-1]} does not fit CTC's 16-bit masks")
-    check_output(out, fmt)
+    model_path = model if Path(model).exists() else None
+    check_output(out, fmt, inputs=(input, prompts, model_path))
 
     started = time.monotonic()
     tmp = _temp_path(out, ".tif")
@@ -543,9 +566,6 @@ def _segment_to_file(
     return labels
 
 
-_CTC_NAME = re.compile(r"^(mask\d{3,4}\.tif|res_track\.txt)$")
-
-
 def _write_ctc_atomically(labels: np.ndarray, out: Path) -> None:
     """Export to a temporary folder first; only a complete export replaces ``out``'s CTC files.
 
@@ -563,7 +583,7 @@ def _write_ctc_atomically(labels: np.ndarray, out: Path) -> None:
             os.replace(tmp_dir, out)
             return
         for old in out.iterdir():
-            if _CTC_NAME.match(old.name):
+            if RESULT_FILES["ctc"].match(old.name):
                 old.unlink()
         for new in tmp_dir.iterdir():
             os.replace(new, out / new.name)
@@ -640,8 +660,8 @@ def format_scores(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_json(path: Path, data: dict) -> None:
-    check_output(path, "json", "--json")
+def _write_json(path: Path, data: dict, inputs: Sequence = ()) -> None:
+    check_output(path, "json", "--json", inputs)
     tmp = _temp_path(path, ".json")
     try:
         tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
@@ -653,7 +673,11 @@ def _write_json(path: Path, data: dict) -> None:
 # --------------------------------------------------------------------------- view
 
 
-def run_view(input: str | os.PathLike | None = None, time_axis: int | None = None) -> None:
+def run_view(
+    input: str | os.PathLike | None = None,
+    time_axis: int | None = None,
+    channel_axis: int | None = None,
+) -> None:
     """Open napari with the stack (or the synthetic sample) and the SAM 2 dock widget."""
     if input is None:
         from .synthetic import make_timelapse
@@ -661,7 +685,7 @@ def run_view(input: str | os.PathLike | None = None, time_axis: int | None = Non
         data = make_timelapse(n_frames=40, shape=(256, 256), n_cells=12).image
         name, channel_axis = "cells (synthetic)", None
     else:
-        stack = read_stack(input, time_axis)
+        stack = read_stack(input, time_axis, channel_axis)
         data, name, channel_axis = stack.data, stack.path.stem, stack.channel_axis
         if isinstance(data, TiffFolder):
             import dask.array as da
@@ -740,6 +764,9 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--frames", metavar="A:B", help="only frames A..B-1 (prompts re-indexed)")
     seg.add_argument("--time-axis", type=int, metavar="N", help="axis holding time (default 0)")
     seg.add_argument(
+        "--channel-axis", type=int, metavar="N", help="axis holding channels of 4D data"
+    )
+    seg.add_argument(
         "--image-size", type=_image_size, default=1024, metavar="N", help="model input size (1024)"
     )
     seg.add_argument("--format", choices=("tiff", "ctc"), default="tiff", dest="fmt")
@@ -764,6 +791,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     view.add_argument("input", nargs="?", help="stack to open (default: synthetic sample)")
     view.add_argument("--time-axis", type=int, metavar="N", help="axis holding time (default 0)")
+    view.add_argument(
+        "--channel-axis", type=int, metavar="N", help="axis holding channels of 4D data"
+    )
     view.set_defaults(func=_cmd_view)
 
     ev = sub.add_parser(
@@ -792,6 +822,7 @@ def _cmd_segment(args) -> int:
         dtype=args.dtype,
         frames=args.frames,
         time_axis=args.time_axis,
+        channel_axis=args.channel_axis,
         image_size=args.image_size,
         fmt=args.fmt,
         quiet=args.quiet,
@@ -815,14 +846,16 @@ def _cmd_models(args) -> int:
 
 
 def _cmd_view(args) -> int:
-    run_view(args.input, args.time_axis)
+    run_view(args.input, args.time_axis, args.channel_axis)
     return EXIT_OK
 
 
 def _cmd_evaluate(args) -> int:
+    if args.json:  # refused before any scoring
+        check_output(Path(args.json), "json", "--json", (args.pred, args.gt))
     report = run_evaluate(args.pred, args.gt, skip_first_last=args.skip_first_last, ctc=args.ctc)
     if args.json:
-        _write_json(Path(args.json), report)
+        _write_json(Path(args.json), report, (args.pred, args.gt))
     sys.stdout.write(format_scores(report))
     return EXIT_OK
 
