@@ -884,8 +884,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except SystemExit as exc:  # --help and --version
         return exc.code if isinstance(exc.code, int) else EXIT_OK
+    previous = _on_sigterm()
     try:
         return args.func(args)
+    except _Terminated:
+        print(f"{PROG}: terminated (SIGTERM); partial output removed", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
@@ -895,10 +899,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # anything else is a runtime failure, reported in one line
         code = EXIT_FAILURE
         error = exc
+    finally:
+        _restore_sigterm(previous)
     if args.debug:
         traceback.print_exception(error)
     print(f"{PROG}: error: {_one_line(error)}", file=sys.stderr)
     return code
+
+
+class _Terminated(BaseException):
+    """SIGTERM (what a cluster scheduler sends) as an exception, so cleanup runs as for Ctrl-C."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise _Terminated()
+
+
+def _on_sigterm():
+    """Turn SIGTERM into :class:`_Terminated` (main thread only); returns the old handler."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def _restore_sigterm(previous) -> None:
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
