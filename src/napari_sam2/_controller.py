@@ -90,24 +90,33 @@ def frame_index(axis: int, frame: int) -> tuple:
 
 
 def merge_labels(
-    current: np.ndarray, predicted: np.ndarray, tracked: Collection[int]
+    current: np.ndarray, predicted: np.ndarray, tracked: Collection[int], keep=None
 ) -> np.ndarray:
     """The frame after writing a prediction, without losing the user's own labels.
 
     Pixels that are background or belong to a tracked object take the
     prediction (which clears tracked objects that are no longer predicted);
-    pixels of any other id (painted by the user) are never touched.
+    pixels of any other id (painted by the user) are never touched, nor are
+    the ``keep`` pixels ((H, W) bool: painted with an object's id before the
+    object was tracked, see :func:`painted_pixels`).
     """
     ids = np.fromiter(tracked, dtype=np.int64)
     writable = (current == 0) | np.isin(current, ids)
+    if keep is not None:
+        writable &= ~keep
     return np.where(writable, predicted, current).astype(current.dtype, copy=False)
 
 
 def label_write(
-    current: np.ndarray, predicted: np.ndarray, tracked: Collection[int], axis: int, frame: int
+    current: np.ndarray,
+    predicted: np.ndarray,
+    tracked: Collection[int],
+    axis: int,
+    frame: int,
+    keep=None,
 ) -> tuple[tuple[np.ndarray, ...], np.ndarray] | None:
     """Indices (into the full labels array) and values of the pixels that change, or None."""
-    merged = merge_labels(current, predicted, tracked)
+    merged = merge_labels(current, predicted, tracked, keep)
     changed = merged != current
     if not changed.any():
         return None
@@ -115,6 +124,20 @@ def label_write(
     where = [rows, cols]
     where.insert(axis, np.full(rows.shape, int(frame), dtype=rows.dtype))
     return tuple(where), merged[changed]
+
+
+def painted_pixels(labels, obj: int, axis: int) -> dict[int, np.ndarray]:
+    """{frame: (H, W) bool} of the pixels holding ``obj`` in a 3D label array (frames on ``axis``).
+
+    Taken when napari-sam2 first writes an object: pixels the user painted with
+    that id before are the user's, and predictions never overwrite them.
+    """
+    out = {}
+    for t in range(int(labels.shape[axis])):
+        plane = np.asarray(labels[frame_index(axis, t)]) == obj
+        if plane.any():
+            out[t] = plane
+    return out
 
 
 # --------------------------------------------------------------------------- prompts
@@ -471,6 +494,9 @@ class Sam2Controller:
         self.session_id = uuid.uuid4().hex
         self.session_folder: Path | None = None
         self.last_range: tuple[int, int] | None = None  # of the last user propagation
+        # Ids napari-sam2 has written, and the pixels painted with each before that.
+        self.written: set[int] = set()
+        self.painted: dict[int, dict[int, np.ndarray]] = {}
 
     # -- model and session (worker thread) -----------------------------------
 
@@ -520,6 +546,8 @@ class Sam2Controller:
         self.session_id = uuid.uuid4().hex
         self.session_folder = None
         self.last_range = None
+        self.written.clear()
+        self.painted.clear()
 
     def detach_session(self):
         """Forget the session without closing it (a worker may still use it); returns it."""
@@ -635,7 +663,16 @@ class Sam2Controller:
             return True, None
         return True, seen[frame]
 
+    def kept_pixels(self, frame: int) -> np.ndarray | None:
+        """(H, W) bool: pixels painted with an object's id before it was tracked, on ``frame``."""
+        masks = [m[frame] for m in self.painted.values() if frame in m]
+        if not masks:
+            return None
+        return np.logical_or.reduce(masks) if len(masks) > 1 else masks[0]
+
     def forget_object(self, obj: int) -> None:
+        self.written.discard(obj)
+        self.painted.pop(obj, None)
         self.objects.pop(obj, None)
         self.reached.pop(obj, None)
         for key in [k for k in self.masks if k[1] == obj]:

@@ -1,15 +1,16 @@
 """Label writes and propagation (a mixin of the SAM 2 widget).
 
 Results arrive from the job queue on the UI thread and are written into the
-labels layer without touching pixels of ids that are not tracked objects; a
-whole propagation is one undo step.
+labels layer without touching pixels of ids that are not tracked objects, nor
+pixels painted with an object's id before napari-sam2 first wrote that object;
+a whole propagation is one undo step.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._controller import Eta, correction_plan, frame_index, label_write
+from ._controller import Eta, correction_plan, frame_index, label_write, painted_pixels
 from ._widget_jobs import Job
 from .errors import Sam2Error
 
@@ -23,9 +24,14 @@ class PropagationMixin:
         """Write one frame's prediction without touching labels the user painted."""
         if self.labels is None:
             return
+        ctrl = self.controller
+        for obj in set(tracked) - ctrl.written:  # first write: the painted pixels stay the user's
+            ctrl.painted[obj] = painted_pixels(self.labels.data, obj, self.axis)
+            ctrl.written.add(obj)
         index = frame_index(self.axis, result.frame)
         current = np.asarray(self.labels.data[index])
-        change = label_write(current, result.label_image(), tracked, self.axis, result.frame)
+        keep = ctrl.kept_pixels(result.frame)
+        change = label_write(current, result.label_image(), tracked, self.axis, result.frame, keep)
         if change is not None:
             self.labels.data_setitem(*change)
 

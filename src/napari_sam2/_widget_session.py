@@ -164,6 +164,8 @@ class SessionMixin:
             ctrl.masks = _masks_from_volume(prompts.masks)
             self.labels.data = np.ascontiguousarray(np.moveaxis(saved.labels, 0, self.axis))
             ctrl.objects = dict(saved.objects)
+            # The session's labels of its objects were written by napari-sam2.
+            ctrl.written, ctrl.painted = set(saved.objects), {}
             ctrl.session_id = saved.session_id or ctrl.session_id
             ctrl.session_folder = saved.folder
             self.labels.selected_label = saved.selected_label or min(ctrl.objects, default=1)
