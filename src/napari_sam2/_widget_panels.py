@@ -218,7 +218,13 @@ class ObjectsPanel(QGroupBox):
         self.table.setMaximumHeight(120)
         self.add = QPushButton("Add object")
         self.remove = QPushButton("Remove object")
-        self.remove.setToolTip("Deletes the object's prompts and masks on every frame (undoable)")
+        self.remove.setToolTip(
+            "Deletes the object's prompts and all its pixels on every frame (undoable)"
+        )
+        self.table.setToolTip(
+            "Object ids are label values. Pixels painted with an id before it is tracked "
+            "stay yours: predictions never overwrite them."
+        )
         layout = QVBoxLayout(self)
         layout.addWidget(self.table)
         row = QHBoxLayout()

@@ -19,7 +19,7 @@ import numpy as np
 from .errors import InputError
 
 LABEL_MAX = 2**31 - 1  # labels are int32 in the widget and on disk
-STACK_KINDS = {"time": "time", "z": "z"}
+STACK_KINDS = ("time", "z")
 PRECISIONS = ("float32", "bfloat16")
 
 
