@@ -234,6 +234,12 @@ class Sam2Widget(PromptsMixin, PropagationMixin, SessionMixin, QWidget):
     def cancel(self) -> None:
         """Stop propagation after the frame being computed; frames written stay."""
         self._corrections.clear()
+        running = self.jobs.current
+        if running is not None and running.kind in PROPAGATION_KINDS:
+            # A frame cannot be interrupted mid-computation: say what we wait for.
+            self.propagate_panel.status.setText(
+                "Cancelling: waiting for the frame being computed to finish..."
+            )
         self.jobs.cancel(PROPAGATION_KINDS)
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -329,17 +335,33 @@ class Sam2Widget(PromptsMixin, PropagationMixin, SessionMixin, QWidget):
     # ===================================================================== layout
 
     def _build_layout(self) -> None:
+        from superqt import QCollapsible
+
         inner = QWidget()
         col = QVBoxLayout(inner)
-        for panel in (
-            self.model_panel,
-            self.data_panel,
-            self.prompt_panel,
-            self.objects_panel,
-            self.propagate_panel,
-            self.session_panel,
+        # Set-once sections fold away, so that the dock fits a 1366 x 768 screen;
+        # Model and Image fold by themselves once a model runs on an image.
+        self._sections = {}
+        for key, panel in (
+            ("model", self.model_panel),
+            ("image", self.data_panel),
+            ("prompts", self.prompt_panel),
         ):
+            section = QCollapsible(panel.title())
+            section.layout().setContentsMargins(0, 0, 0, 0)
+            section.layout().setSpacing(0)
+            panel.setTitle("")
+            section.addWidget(panel)
+            section.expand(animate=False)
+            # A folded panel is hidden too, so the dock's minimum height shrinks.
+            section.toggleButton().toggled.connect(panel.setVisible)
+            section.toggleButton().toggled.connect(section.updateGeometry)
+            self._sections[key] = section
+            col.addWidget(section)
+        for panel in (self.objects_panel, self.propagate_panel, self.session_panel):
             col.addWidget(panel)
+        col.setSpacing(2)
+        col.setContentsMargins(4, 2, 4, 2)
         col.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
@@ -399,6 +421,7 @@ class Sam2Widget(PromptsMixin, PropagationMixin, SessionMixin, QWidget):
             source,
             device=mp.device.currentText(),
             precision=mp.precision.currentText(),
+            image_size=int(mp.image_size.currentText()),
             wait=False,
         )
 
@@ -441,11 +464,23 @@ class Sam2Widget(PromptsMixin, PropagationMixin, SessionMixin, QWidget):
         # to the new one when it opens.
         self.jobs.cancel(("preview", "remove", *PROPAGATION_KINDS))
         self.controller.set_model(model, source, device, precision)
+        self.last_error = None  # an earlier failure (a download...) is over
+        self.model_panel.show_loaded(source, device, precision, model.cfg.image_size)
         name = model.cfg.name
+        self._sections["model"].setText(f"Model: {name} on {model.device.type}")
+        self._fold_setup()
         self.model_panel.status.setText(
             f"{name} on {model.device.type}, {precision}, {model.cfg.image_size} px input"
         )
         self._open_session()
+
+    def _fold_setup(self) -> None:
+        """Fold the Model and Image sections once a model runs on a chosen image."""
+        if self.image is not None and self.points is not None:
+            for key, panel in (("model", self.model_panel), ("image", self.data_panel)):
+                self._sections[key].collapse(animate=False)
+                panel.setVisible(False)
+                self._sections[key].updateGeometry()
 
     # ===================================================================== plumbing
 

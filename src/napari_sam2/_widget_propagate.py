@@ -89,7 +89,12 @@ class PropagationMixin:
             self._seen_frames.add(result.frame)
             self._eta.step()
             self.propagate_panel.progress.setValue(self._eta.done)
-            self.propagate_panel.status.setText(f"Frame {result.frame}: " + self._eta.text())
+            running = self.jobs.current
+            if running is not None and running.cancelled:
+                text = f"Cancelling: frame {result.frame} done, stopping..."
+            else:
+                text = f"Frame {result.frame}: " + self._eta.text()
+            self.propagate_panel.status.setText(text)
 
     def _propagation_finished(self, job: Job) -> None:
         if not job.started:

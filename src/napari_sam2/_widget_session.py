@@ -189,6 +189,8 @@ class SessionMixin:
 
         def loaded(m) -> None:
             self.controller.set_model(m, source, device, precision)
+            self.last_error = None
+            self.model_panel.show_loaded(source, device, precision, m.cfg.image_size)
             self.model_panel.status.setText(f"{m.cfg.name} on {m.device.type}, {precision}")
             self._open_session()
 

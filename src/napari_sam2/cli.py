@@ -551,7 +551,12 @@ def _segment_to_file(
     labels = tifffile.memmap(tmp, shape=shape, dtype=np.int32, **label_tiff_options(shape))
     first, last = _start_frames(prompts)
     passes = _passes(direction, first, last, stack.num_frames)
-    bar = Progress(sum(n for _, _, n in passes), "segment", enabled=not quiet)
+    # "both" meets its start frame twice: the bar counts frames, not steps.
+    covered = set()
+    for start, reverse, n in passes:
+        covered.update(range(start, start - n, -1) if reverse else range(start, start + n))
+    bar = Progress(len(covered), "segment", enabled=not quiet)
+    seen: set[int] = set()
     with VideoSession(net, stack.data, channel_axis=stack.channel_axis, dtype=dtype) as session:
         try:
             apply_prompts(session, prompts)
@@ -560,7 +565,9 @@ def _segment_to_file(
         for start, reverse, _ in passes:
             for result in session.propagate(start, reverse=reverse):
                 labels[result.frame] = result.label_image()
-                bar.update()
+                if result.frame not in seen:
+                    seen.add(result.frame)
+                    bar.update()
     bar.close()
     labels.flush()
     return labels
@@ -632,6 +639,13 @@ def run_evaluate(
 
     pred_labels = read_label_tiff(pred, mmap=True)
     gt_labels = read_label_tiff(gt, mmap=True)
+    for path, volume in ((pred, pred_labels), (gt, gt_labels)):
+        reason = _intensity_like(volume)
+        if reason:
+            raise InputError(
+                f"{path}: looks like an intensity image, not labels ({reason}); "
+                "pass the label TIFF that napari-sam2 wrote"
+            )
     if pred_labels.shape != gt_labels.shape:
         raise InputError(
             f"{pred}: shape {pred_labels.shape} does not match {gt} shape {gt_labels.shape}"
@@ -642,6 +656,27 @@ def run_evaluate(
     if ctc:
         report["ctc"] = ctc_scores(np.asarray(pred_labels), np.asarray(gt_labels))
     return report
+
+
+def _intensity_like(volume) -> str | None:
+    """Why a label volume looks like a raw image (many values, noisy), or None.
+
+    Labels are flat regions: nearly every pixel equals its right neighbour.
+    A microscopy image has many distinct values that change pixel to pixel.
+    Checks the first and the middle frame.
+    """
+    for t in sorted({0, volume.shape[0] // 2}):
+        plane = np.asarray(volume[t])
+        if plane.shape[-1] < 2:
+            continue
+        distinct = len(np.unique(plane))
+        same = float(np.mean(plane[:, 1:] == plane[:, :-1]))
+        if distinct > 64 and same < 0.5:
+            return (
+                f"frame {t} has {distinct} distinct values and only {same:.0%} of "
+                "neighbouring pixels equal"
+            )
+    return None
 
 
 def format_scores(report: dict) -> str:
@@ -680,10 +715,10 @@ def run_view(
 ) -> None:
     """Open napari with the stack (or the synthetic sample) and the SAM 2 dock widget."""
     if input is None:
-        from .synthetic import make_timelapse
+        from ._sample_data import sample_timelapse
 
-        data = make_timelapse(n_frames=40, shape=(256, 256), n_cells=12).image
-        name, channel_axis = "cells (synthetic)", None
+        ((data, meta, _),) = sample_timelapse()
+        name, channel_axis = meta["name"], None
     else:
         stack = read_stack(input, time_axis, channel_axis)
         data, name, channel_axis = stack.data, stack.path.stem, stack.channel_axis
@@ -695,10 +730,11 @@ def run_view(
 
     viewer = napari.Viewer(title=f"{PROG}: {name}")
     rgb = channel_axis == 3 and data.shape[3] in (3, 4)
+    axes = {"axis_labels": ("t", "y", "x")}  # time first: the slider says "t"
     if channel_axis is None or rgb:
-        viewer.add_image(data, name=name, rgb=rgb)
+        viewer.add_image(data, name=name, rgb=rgb, **axes)
     else:
-        viewer.add_image(data, name=name, channel_axis=channel_axis)
+        viewer.add_image(data, name=name, channel_axis=channel_axis, **axes)
     try:
         from ._widget import Sam2Widget
 
