@@ -65,8 +65,8 @@ def test_widget_model_boxes_image_size_cancel_and_axis_names(make_widget, checkp
     assert mp.device.currentText() == "cpu" and mp.image_size.currentText() == "256"
     # The set-once sections folded: the dock fits a 1366 x 768 screen (about 650 px
     # are left for it under napari's title, menu and the dock's own title).
-    assert not mp.isVisible() and not widget.data_panel.isVisible()
-    assert widget.propagate_panel.isVisible() and widget.session_panel.isVisible()
+    assert mp.isHidden() and widget.data_panel.isHidden()
+    assert not widget.propagate_panel.isHidden() and not widget.session_panel.isHidden()
     assert widget._inner.sizeHint().height() <= 650, widget._inner.sizeHint()
     # The prompt layers carry the image's axis names: the slider reads "t".
     assert widget.points.axis_labels == ("t", "y", "x")
