@@ -14,7 +14,15 @@ import pytest
 import tifffile
 import torch
 
-from napari_sam2 import CheckpointError, InputError, VideoSession, build_model, cli, load_model
+from napari_sam2 import (
+    CheckpointError,
+    ImagePredictor,
+    InputError,
+    VideoSession,
+    build_model,
+    cli,
+    load_model,
+)
 from napari_sam2.frames import FrameSource
 
 
@@ -150,6 +158,12 @@ def test_bad_arguments_are_one_line_input_errors(model, tmp_path):
             VideoSession(model, np.zeros((2, 40, 48, 3), np.uint8), channel_axis=axis)
     with pytest.raises(InputError, match="channel_axis"):
         FrameSource(np.zeros((2, 40, 48, 3), np.uint8), 256, channel_axis=5)
+    predictor = ImagePredictor(model)
+    with pytest.raises(InputError, match="not numeric"):
+        predictor.set_image(np.zeros((40, 48), object))
+    for axis in (5, "x"):
+        with pytest.raises(InputError, match="channel_axis"):
+            predictor.set_image(np.zeros((40, 48, 3), np.uint8), channel_axis=axis)
     with pytest.raises(InputError, match="fill_hole_area"):
         VideoSession(model, frames, fill_hole_area="a")
     with pytest.raises(InputError, match="spill_dir"):
