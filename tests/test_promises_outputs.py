@@ -181,6 +181,7 @@ def test_output_rule_result_and_session_folders(tmp_path):
         check_result_folder(res, "ctc")
     # Sessions: new, empty, or a session of ours; never a folder of user files or a file.
     check_session_folder(tmp_path / "s1")
+    check_session_folder(tmp_path / "new" / "parents" / "s1")  # created with its parents
     empty = tmp_path / "empty"
     empty.mkdir()
     check_session_folder(empty)

@@ -139,8 +139,14 @@ def check_session_folder(
     check_not_input(folder, inputs, option)
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{option}: {folder} is a file; choose a folder")
-    if not folder.exists():
-        check_parent(folder, option)
+    if not folder.exists():  # created with its parents: the nearest existing one must allow it
+        ancestor = folder.parent
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise InputError(f"{option}: cannot create {folder}: {ancestor} is not a folder")
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            raise InputError(f"{option}: cannot create {folder}: no write permission in {ancestor}")
         return folder
     if is_session_folder(folder):
         return folder
