@@ -920,7 +920,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except SystemExit as exc:  # --help and --version
         return exc.code if isinstance(exc.code, int) else EXIT_OK
-    previous = _on_sigterm()
+    # napari's event loop (view) keeps Qt's own handling of signals.
+    previous = _on_sigterm() if args.command != "view" else None
     try:
         return args.func(args)
     except _Terminated:
