@@ -274,7 +274,7 @@ class Sam2Widget(QWidget):
         """Save prompts (CSV), labels (TIFF) and session.json into ``folder``.
 
         The folder must be new, empty or a napari-sam2 session
-        (:mod:`napari_sam2.output_rules`); another session's folder is refused
+        (:mod:`napari_sam2.files.output_rules`); another session's folder is refused
         unless ``overwrite``.
         """
         self._need_layers()
