@@ -76,7 +76,8 @@ def test_widget_model_boxes_image_size_cancel_and_axis_names(make_widget, checkp
     # Cancel says that it waits for the frame being computed.
     widget.add_point(0, 20, 20, obj_id=1)
     widget.propagate("forward", wait=False)
-    qtbot.waitUntil(lambda: widget._eta is not None and widget._eta.done >= 1, timeout=TIMEOUT_MS)
+    eta = lambda: widget.propagation.eta  # noqa: E731
+    qtbot.waitUntil(lambda: eta() is not None and eta().done >= 1, timeout=TIMEOUT_MS)
     widget.cancel()
     assert widget.propagate_panel.status.text().startswith("Cancel")
     qtbot.waitUntil(lambda: not widget.jobs.busy, timeout=TIMEOUT_MS)
