@@ -39,6 +39,9 @@ def test_read_stack_folder_natural_order_and_channels(tmp_path):
     rgb = read_stack(tmp_path / "rgb.tif")
     assert rgb.channel_axis == 3 and rgb.frame_shape == (8, 9)
     np.save(tmp_path / "tchw.npy", np.zeros((5, 2, 8, 9), np.float32))
-    assert read_stack(tmp_path / "tchw.npy").channel_axis == 1
+    # Axis 1 may hold channels or z: it is named, never guessed.
+    with pytest.raises(InputError, match="--channel-axis"):
+        read_stack(tmp_path / "tchw.npy")
+    assert read_stack(tmp_path / "tchw.npy", channel_axis=1).channel_axis == 1
     tifffile.imwrite(tmp_path / "one.tif", np.zeros((8, 9), np.uint16))
     assert read_stack(tmp_path / "one.tif").num_frames == 1

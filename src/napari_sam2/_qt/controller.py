@@ -28,7 +28,7 @@ from ..engine.plans import PropagationPass
 from ..engine.prompts import FramePrompt
 from ..errors import InputError
 from ..files.session_files import SESSION_VERSION
-from ..files.stacks import Stack
+from ..files.stacks import Stack, frame_index
 
 STACK_KINDS = ("time", "z")
 
@@ -39,24 +39,33 @@ Key = tuple[int, int]  # (frame, object id)
 
 
 def merge_labels(
-    current: np.ndarray, predicted: np.ndarray, tracked: Collection[int]
+    current: np.ndarray, predicted: np.ndarray, tracked: Collection[int], keep=None
 ) -> np.ndarray:
     """The frame after writing a prediction, without losing the user's own labels.
 
     Pixels that are background or belong to a tracked object take the
     prediction (which clears tracked objects that are no longer predicted);
-    pixels of any other id (painted by the user) are never touched.
+    pixels of any other id (painted by the user) are never touched, nor are
+    the ``keep`` pixels ((H, W) bool: painted with an object's id before the
+    object was tracked, see :func:`painted_pixels`).
     """
     ids = np.fromiter(tracked, dtype=np.int64)
     writable = (current == 0) | np.isin(current, ids)
+    if keep is not None:
+        writable &= ~keep
     return np.where(writable, predicted, current).astype(current.dtype, copy=False)
 
 
 def label_write(
-    current: np.ndarray, predicted: np.ndarray, tracked: Collection[int], axis: int, frame: int
+    current: np.ndarray,
+    predicted: np.ndarray,
+    tracked: Collection[int],
+    axis: int,
+    frame: int,
+    keep=None,
 ) -> tuple[tuple[np.ndarray, ...], np.ndarray] | None:
     """Indices (into the full labels array) and values of the pixels that change, or None."""
-    merged = merge_labels(current, predicted, tracked)
+    merged = merge_labels(current, predicted, tracked, keep)
     changed = merged != current
     if not changed.any():
         return None
@@ -64,6 +73,20 @@ def label_write(
     where = [rows, cols]
     where.insert(axis, np.full(rows.shape, int(frame), dtype=rows.dtype))
     return tuple(where), merged[changed]
+
+
+def painted_pixels(labels, obj: int, axis: int) -> dict[int, np.ndarray]:
+    """{frame: (H, W) bool} of the pixels holding ``obj`` in a 3D label array (frames on ``axis``).
+
+    Taken when napari-sam2 first writes an object: pixels the user painted with
+    that id before are the user's, and predictions never overwrite them.
+    """
+    out = {}
+    for t in range(int(labels.shape[axis])):
+        plane = np.asarray(labels[frame_index(axis, t)]) == obj
+        if plane.any():
+            out[t] = plane
+    return out
 
 
 # --------------------------------------------------------------------------- prompts
@@ -236,6 +259,9 @@ class Sam2Controller:
         self.session_id = uuid.uuid4().hex
         self.session_folder: Path | None = None
         self.last_range: tuple[int, int] | None = None  # of the last user propagation
+        # Ids napari-sam2 has written, and the pixels painted with each before that.
+        self.written: set[int] = set()
+        self.painted: dict[int, dict[int, np.ndarray]] = {}
 
     # -- model and session (worker thread) -----------------------------------
 
@@ -286,6 +312,8 @@ class Sam2Controller:
         self.session_id = uuid.uuid4().hex
         self.session_folder = None
         self.last_range = None
+        self.written.clear()
+        self.painted.clear()
 
     def detach_session(self):
         """Forget the session without closing it (a worker may still use it); returns it."""
@@ -433,12 +461,17 @@ class Sam2Controller:
         self.stack_kind = "z" if text.startswith("z") else "time"
         return self.stack_kind
 
-    def restore(self, meta: dict, folder: Path, masks: dict[Key, np.ndarray]) -> None:
-        """Take objects, id, folder and mask prompts from a loaded session.json."""
+    def restore(self, saved, masks: dict[Key, np.ndarray]) -> None:
+        """Take objects, id, folder and mask prompts from a validated saved session.
+
+        ``saved`` is a :class:`~napari_sam2.files.saved_session.SavedSession`;
+        the labels it holds of its objects count as written by napari-sam2.
+        """
         self.masks = dict(masks)
-        self.objects = {int(o["id"]): str(o["name"]) for o in meta.get("objects", [])}
-        self.session_id = str(meta.get("session_id") or self.session_id)
-        self.session_folder = Path(folder)
+        self.objects = dict(saved.objects)
+        self.written, self.painted = set(saved.objects), {}
+        self.session_id = saved.session_id or self.session_id
+        self.session_folder = Path(saved.folder)
 
     def session_replayed(self, replayed: Mapping[Key, FramePrompt], reached) -> None:
         """A loaded session's prompts were replayed: record them and the saved reached frames."""
@@ -468,7 +501,16 @@ class Sam2Controller:
             return True, None
         return True, seen[frame]
 
+    def kept_pixels(self, frame: int) -> np.ndarray | None:
+        """(H, W) bool: pixels painted with an object's id before it was tracked, on ``frame``."""
+        masks = [m[frame] for m in self.painted.values() if frame in m]
+        if not masks:
+            return None
+        return np.logical_or.reduce(masks) if len(masks) > 1 else masks[0]
+
     def forget_object(self, obj: int) -> None:
+        self.written.discard(obj)
+        self.painted.pop(obj, None)
         self.objects.pop(obj, None)
         self.reached.pop(obj, None)
         for key in [k for k in self.masks if k[1] == obj]:

@@ -1,7 +1,8 @@
 """Writing FrameResults into the labels layer (one part of the SAM 2 widget).
 
 Only pixels that are background or belong to a tracked object change: ids the
-user painted are never touched. A whole propagation is one undo step.
+user painted are never touched, nor are pixels painted with an object's id
+before napari-sam2 first wrote that object. A whole propagation is one undo step.
 """
 
 from __future__ import annotations
@@ -9,15 +10,16 @@ from __future__ import annotations
 import numpy as np
 
 from ..files.stacks import frame_index
-from .controller import label_write
+from .controller import Sam2Controller, label_write, painted_pixels
 from .layers import LayerSet
 
 
 class LabelWriter:
     """Writes predictions into ``layers.labels``; groups writes into undo steps."""
 
-    def __init__(self, layers: LayerSet) -> None:
+    def __init__(self, layers: LayerSet, controller: Sam2Controller) -> None:
         self._layers = layers
+        self._controller = controller
         self._history = None  # the labels layer's open undo block, during a propagation
 
     def write(self, result, tracked) -> None:
@@ -25,9 +27,16 @@ class LabelWriter:
         layers = self._layers
         if layers.labels is None:
             return
+        ctrl = self._controller
+        for obj in set(tracked) - ctrl.written:  # first write: the painted pixels stay the user's
+            ctrl.painted[obj] = painted_pixels(layers.labels.data, obj, layers.axis)
+            ctrl.written.add(obj)
         index = frame_index(layers.axis, result.frame)
         current = np.asarray(layers.labels.data[index])
-        change = label_write(current, result.label_image(), tracked, layers.axis, result.frame)
+        keep = ctrl.kept_pixels(result.frame)
+        change = label_write(
+            current, result.label_image(), tracked, layers.axis, result.frame, keep
+        )
         if change is not None:
             layers.labels.data_setitem(*change)
 

@@ -45,7 +45,12 @@ def spatial_shape(image) -> tuple[int, ...]:
 
 
 def _transform(image) -> dict:
-    return {"scale": tuple(image.scale), "translate": tuple(image.translate)}
+    out = {"scale": tuple(image.scale), "translate": tuple(image.translate)}
+    names = getattr(image, "axis_labels", None)
+    if names is not None and not all(str(n).lstrip("-").isdigit() for n in names):
+        # The image's axis names (t, y, x): the viewer's slider keeps them.
+        out["axis_labels"] = tuple(str(n) for n in names)[-len(spatial_shape(image)) :]
+    return out
 
 
 def _align(layer, image) -> None:

@@ -31,6 +31,12 @@ from qtpy.QtWidgets import (
 LOCAL_FILE = "Local .pt file..."
 DEVICES = ("auto", "cuda", "mps", "cpu")
 PRECISIONS = ("float32", "bfloat16")
+IMAGE_SIZES = (512, 768, 1024)
+IMAGE_SIZE_TIP = (
+    "The model's input size in pixels. 1024 is what SAM 2 was trained at: the most "
+    "accurate, and the slowest (tens of seconds per frame on a laptop CPU). 512 is "
+    "several times faster, and misses small or thin structures more often."
+)
 BF16_TIP = (
     "bfloat16 runs the model under autocast: faster, less memory, masks can differ "
     "slightly. Offered on CUDA GPUs and on CPUs with bf16 matrix instructions "
@@ -85,6 +91,10 @@ class ModelPanel(QGroupBox):
         self.device.addItems(DEVICES)
         self.precision = QComboBox()
         self.precision.addItems(PRECISIONS)
+        self.image_size = QComboBox()
+        self.image_size.addItems([str(n) for n in IMAGE_SIZES])
+        self.image_size.setCurrentText("1024")
+        self.image_size.setToolTip(IMAGE_SIZE_TIP)
         self.load = QPushButton("Load model")
         self.status = _label("No model loaded")
         self.progress = QProgressBar()
@@ -96,12 +106,13 @@ class ModelPanel(QGroupBox):
         grid.addWidget(self.path, 1, 0, 1, 2)
         grid.addWidget(self.browse, 1, 2)
         grid.addWidget(QLabel("Device"), 2, 0)
-        grid.addWidget(self.device, 2, 1, 1, 2)
-        grid.addWidget(QLabel("Precision"), 3, 0)
-        grid.addWidget(self.precision, 3, 1, 1, 2)
-        grid.addWidget(self.load, 4, 0, 1, 3)
-        grid.addWidget(self.progress, 5, 0, 1, 3)
-        grid.addWidget(self.status, 6, 0, 1, 3)
+        grid.addWidget(self.device, 2, 1)
+        grid.addWidget(self.precision, 2, 2)
+        grid.addWidget(QLabel("Input px"), 3, 0)
+        grid.addWidget(self.image_size, 3, 1)
+        grid.addWidget(self.load, 3, 2)
+        grid.addWidget(self.progress, 4, 0, 1, 3)
+        grid.addWidget(self.status, 5, 0, 1, 3)
         grid.setColumnStretch(1, 1)
 
         self.checkpoint.currentTextChanged.connect(self._show_path)
@@ -114,6 +125,21 @@ class ModelPanel(QGroupBox):
         if self.checkpoint.currentText() == LOCAL_FILE:
             return self.path.text().strip()
         return self.checkpoint.currentText()
+
+    def show_loaded(self, source: str, device: str, precision: str, image_size: int) -> None:
+        """Make the boxes say what is loaded (e.g. after a session brought its own model)."""
+        names = [self.checkpoint.itemText(i) for i in range(self.checkpoint.count())]
+        if source in names:
+            self.checkpoint.setCurrentText(source)
+        else:
+            self.checkpoint.setCurrentText(LOCAL_FILE)
+            self.path.setText(str(source))
+        if device in DEVICES:
+            self.device.setCurrentText(device)
+        self.precision.setCurrentText(precision)
+        if str(image_size) not in [str(n) for n in IMAGE_SIZES]:
+            self.image_size.addItem(str(image_size))
+        self.image_size.setCurrentText(str(image_size))
 
     def set_bf16_allowed(self, allowed: bool) -> None:
         """Enable the bfloat16 entry only where the device computes it natively."""
@@ -183,13 +209,11 @@ class PromptPanel(QGroupBox):
         self.clear_frame.setToolTip(
             "Delete the current object's clicks, box and mask on this frame"
         )
-        help_text = _label(
+        self.setToolTip(
             "Click adds to the selected object, Shift+click excludes; "
             "rectangles on the boxes layer are boxes."
         )
-        help_text.setStyleSheet("color: gray")
         layout = QVBoxLayout(self)
-        layout.addWidget(help_text)
         layout.addWidget(self.negative)
         row = QHBoxLayout()
         row.addWidget(self.use_mask)
@@ -214,11 +238,17 @@ class ObjectsPanel(QGroupBox):
         self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.Stretch)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
-        self.table.setMinimumHeight(80)
-        self.table.setMaximumHeight(120)
+        self.table.setMinimumHeight(70)
+        self.table.setMaximumHeight(100)
         self.add = QPushButton("Add object")
         self.remove = QPushButton("Remove object")
-        self.remove.setToolTip("Deletes the object's prompts and masks on every frame (undoable)")
+        self.remove.setToolTip(
+            "Deletes the object's prompts and all its pixels on every frame (undoable)"
+        )
+        self.table.setToolTip(
+            "Object ids are label values. Pixels painted with an id before it is tracked "
+            "stay yours: predictions never overwrite them."
+        )
         layout = QVBoxLayout(self)
         layout.addWidget(self.table)
         row = QHBoxLayout()
@@ -310,18 +340,18 @@ class PropagatePanel(QGroupBox):
         self.progress.setTextVisible(True)
         self.status = _label("")
 
+        self.direction.setToolTip("Track forward, backward or both ways from the prompts")
         grid = QGridLayout(self)
-        grid.addWidget(QLabel("Direction"), 0, 0)
-        grid.addWidget(self.direction, 0, 1, 1, 3)
+        grid.addWidget(self.direction, 0, 0)
+        grid.addWidget(self.run, 0, 1, 1, 2)
+        grid.addWidget(self.cancel, 0, 3)
         grid.addWidget(self.all_frames, 1, 0)
         grid.addWidget(self.first, 1, 1)
         grid.addWidget(QLabel("to"), 1, 2)
         grid.addWidget(self.last, 1, 3)
         grid.addWidget(self.auto, 2, 0, 1, 4)
-        grid.addWidget(self.run, 3, 0, 1, 2)
-        grid.addWidget(self.cancel, 3, 2, 1, 2)
-        grid.addWidget(self.progress, 4, 0, 1, 4)
-        grid.addWidget(self.status, 5, 0, 1, 4)
+        grid.addWidget(self.progress, 3, 0, 1, 4)
+        grid.addWidget(self.status, 4, 0, 1, 4)
         grid.setColumnStretch(1, 1)
         grid.setColumnStretch(3, 1)
         self.all_frames.toggled.connect(
@@ -352,13 +382,18 @@ class SessionPanel(QGroupBox):
         self.folder = _label("Not saved yet")
         self.folder.setStyleSheet("color: gray")
         self.folder.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.autosave.setText("Autosave")
+        self.autosave.setToolTip("Save the session after each propagation")
+        self.folder.setWordWrap(False)
         layout = QVBoxLayout(self)
         row = QHBoxLayout()
         row.addWidget(self.save)
         row.addWidget(self.load)
         layout.addLayout(row)
-        layout.addWidget(self.autosave)
-        layout.addWidget(self.folder)
+        row2 = QHBoxLayout()
+        row2.addWidget(self.autosave)
+        row2.addWidget(self.folder, 1)
+        layout.addLayout(row2)
 
     def show_folder(self, folder) -> None:
         """Name the session folder; the full path is in the tooltip."""

@@ -71,6 +71,12 @@ class Propagation:
     def cancel(self) -> None:
         """Stop after the frame being computed; forget pending corrections."""
         self.corrections.clear()
+        running = self._jobs.current
+        if running is not None and running.kind in KINDS:
+            # A frame cannot be interrupted mid-computation: say what we wait for.
+            self._panel.status.setText(
+                "Cancelling: waiting for the frame being computed to finish..."
+            )
         self._jobs.cancel(KINDS)
 
     def running(self) -> bool:
@@ -112,7 +118,12 @@ class Propagation:
             self._seen.add(result.frame)
             self.eta.step()
             self._panel.progress.setValue(self.eta.done)
-            self._panel.status.setText(f"Frame {result.frame}: " + self.eta.text())
+            running = self._jobs.current
+            if running is not None and running.cancelled:
+                text = f"Cancelling: frame {result.frame} done, stopping..."
+            else:
+                text = f"Frame {result.frame}: " + self.eta.text()
+            self._panel.status.setText(text)
 
     def _finished(self, job: Job) -> None:
         if not job.started:

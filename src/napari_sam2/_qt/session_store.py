@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, one_line
+from ..files.output_rules import check_session_folder
 from ..files.session_files import (
     LABELS_FILE,
     default_session_folder,
@@ -55,8 +56,13 @@ class SessionStore:
         path = getattr(getattr(image, "source", None), "path", None)
         return free_folder(default_session_folder(path, image.name), ctrl.session_id)
 
+    def inputs(self) -> list:
+        """Files a session folder must never replace or sit inside (the image's source)."""
+        return [getattr(getattr(self._layers.image, "source", None), "path", None)]
+
     def autosave(self) -> None:
         target = self.autosave_folder()
+        check_session_folder(target, self.inputs(), "autosave folder")
         first = self._controller.session_folder is None
         self.write(target)
         if first:
@@ -103,46 +109,48 @@ class SessionStore:
 
         return self._jobs.submit(Job("save", work, on_done=done, on_error=self._on_error))
 
-    def session_image(self, meta: dict):
-        """The image layer a session was saved for (opened from its path when needed)."""
+    def session_image(self, saved):
+        """(image layer, layers opened for it): the session's image, opened from its file if needed."""
         from napari.layers import Image
 
-        info = meta.get("image") or {}
-        name = info.get("layer")
+        name, path = saved.image_layer, saved.image_path
         if name in self._viewer.layers and isinstance(self._viewer.layers[name], Image):
-            return self._viewer.layers[name]
-        path = info.get("path")
+            return self._viewer.layers[name], []
         if path and Path(path).exists():
-            layers = self._viewer.open(path)
+            try:
+                layers = list(self._viewer.open(path))
+            except Exception as exc:  # napari's readers fail in many ways
+                raise InputError(
+                    f"session: cannot open the image {path}: {one_line(exc)}"
+                ) from None
             images = [layer for layer in layers if isinstance(layer, Image)]
             if images:
-                return images[0]
+                return images[0], layers
+            for layer in layers:
+                self._viewer.layers.remove(layer)
         raise InputError(f"session: open the image {name or path!r} first, then load the session")
 
-    def restore_layers(self, meta: dict, labels: np.ndarray, prompts, folder: Path) -> dict:
-        """Put a saved session's prompts, labels and objects in place; its reached frames.
+    def restore_layers(self, saved) -> dict:
+        """Put a validated saved session's prompts, labels and objects in place.
 
-        The layers of the session's image must be attached. Returns
-        {object: {frame: reached backward}} as saved.
+        ``saved`` is a :class:`~napari_sam2.files.saved_session.SavedSession`;
+        nothing here can fail on its content. The layers of the session's image
+        must be attached. Returns {object: {frame: reached backward}} as saved.
         """
         lay, ctrl = self._layers, self._controller
+        prompts = saved.prompts
         with self._prompts.quiet():
             lay.points.selected_data = set()
             lay.points.data = np.empty((0, 3))
             lay.boxes.data = []
             add_point_rows(lay.points, list(prompts.points), lay.axis)
             add_box_rows(lay.boxes, list(prompts.boxes), lay.axis)
-            ctrl.restore(meta, folder, _masks_from_volume(prompts.masks))
-            lay.labels.data = np.ascontiguousarray(np.moveaxis(labels, 0, lay.axis), np.int32)
-            lay.labels.selected_label = int(
-                meta.get("selected_label") or min(ctrl.objects, default=1)
-            )
+            ctrl.restore(saved, _masks_from_volume(prompts.masks))
+            lay.labels.data = np.ascontiguousarray(np.moveaxis(saved.labels, 0, lay.axis), np.int32)
+            lay.labels.selected_label = saved.selected_label or min(ctrl.objects, default=1)
         self._prompts.restyle()
-        self._panel.show_folder(folder)
-        return {
-            int(o): {int(f): bool(r) for f, r in pairs}
-            for o, pairs in (meta.get("reached") or {}).items()
-        }
+        self._panel.show_folder(saved.folder)
+        return {o: dict(f) for o, f in saved.reached.items()}
 
 
 def _masks_from_volume(volume) -> dict:

@@ -19,10 +19,11 @@ def open_viewer(
 
     viewer = napari.Viewer(title=title)
     rgb = channel_axis == 3 and data.shape[3] in (3, 4)
+    axes = {"axis_labels": ("t", "y", "x")}  # time first: the slider says "t"
     if channel_axis is None or rgb:
-        viewer.add_image(data, name=name, rgb=rgb)
+        viewer.add_image(data, name=name, rgb=rgb, **axes)
     else:
-        viewer.add_image(data, name=name, channel_axis=channel_axis)
+        viewer.add_image(data, name=name, channel_axis=channel_axis, **axes)
     try:
         from .widget import Sam2Widget
 

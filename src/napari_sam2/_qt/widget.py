@@ -35,7 +35,8 @@ from qtpy.QtCore import QEvent, QSize, Qt, Signal
 from qtpy.QtWidgets import QMessageBox, QScrollArea, QVBoxLayout, QWidget
 
 from ..errors import InputError, Sam2Error, one_line
-from ..files.session_files import LABELS_FILE, read_session_json, session_id_of
+from ..files.output_rules import check_session_folder
+from ..files.session_files import session_id_of
 from ..files.stacks import Stack, frame_index
 from .controller import Sam2Controller
 from .jobs import Job, JobQueue
@@ -80,7 +81,7 @@ class Sam2Widget(QWidget):
         self.propagate_panel = PropagatePanel()
         self.session_panel = SessionPanel()
 
-        self.writer = LabelWriter(self.layers)
+        self.writer = LabelWriter(self.layers, self.controller)
         self.propagation = Propagation(
             self.controller,
             self.jobs,
@@ -272,12 +273,15 @@ class Sam2Widget(QWidget):
                      wait: bool = True) -> Path:  # fmt: skip
         """Save prompts (CSV), labels (TIFF) and session.json into ``folder``.
 
-        A folder holding another session is refused unless ``overwrite``.
+        The folder must be new, empty or a napari-sam2 session
+        (:mod:`napari_sam2.files.output_rules`); another session's folder is refused
+        unless ``overwrite``.
         """
         self._need_layers()
         target = (
             Path(folder).expanduser() if folder is not None else self.sessions.autosave_folder()
         )
+        check_session_folder(target, self.sessions.inputs())
         other = session_id_of(target)
         if other is not None and other != self.controller.session_id and not overwrite:
             raise InputError(
@@ -288,27 +292,28 @@ class Sam2Widget(QWidget):
         return target
 
     def load_session(self, folder: str | os.PathLike, wait: bool = True) -> None:
-        """Restore a saved session: image, objects, prompt layers, labels and model."""
-        from ..files.prompt_files import BOXES_FILE, MASKS_FILE, POINTS_FILE, Prompts, read_prompts
-        from ..files.tiff import read_label_tiff
+        """Restore a saved session: image, objects, prompt layers, labels and model.
 
-        folder = Path(folder).expanduser()
-        meta = read_session_json(folder)
-        labels = read_label_tiff(folder / LABELS_FILE)
-        has_prompts = any((folder / f).exists() for f in (POINTS_FILE, BOXES_FILE, MASKS_FILE))
-        prompts = read_prompts(folder) if has_prompts else Prompts()
-        image = self.sessions.session_image(meta)
-        shape = list(spatial_shape(image))
-        axis = int(meta.get("stack_axis", 0))
-        expected = (shape.pop(axis), *shape) if 0 <= axis < len(shape) else None
-        if expected != tuple(labels.shape):
+        All or nothing: every file and field is read and checked first
+        (:func:`napari_sam2.files.saved_session.read_session`); on any problem
+        one InputError is raised and the viewer, the layers and the widget are
+        left exactly as they were.
+        """
+        from ..files.saved_session import labels_shape_for, read_session
+
+        saved = read_session(folder)
+        image, opened = self.sessions.session_image(saved)
+        shape = tuple(spatial_shape(image))
+        if len(shape) != 3 or labels_shape_for(shape, saved.stack_axis) != saved.labels.shape:
+            for layer in opened:  # layers opened for the check go again
+                self.viewer.layers.remove(layer)
             raise InputError(
-                f"session: labels.tif is {labels.shape} (frames first) but the image "
-                f"{image.name!r} is {tuple(spatial_shape(image))} with stack axis {axis}"
+                f"session: labels.tif is {saved.labels.shape} (frames first) but the image "
+                f"{image.name!r} is {shape} with stack axis {saved.stack_axis}"
             )
         self.jobs.cancel()
         self.jobs.wait(None)
-        self._restore(meta, image, labels, prompts, folder)
+        self._restore(saved, image)
         self._maybe_wait(wait)
 
     def current_frame(self) -> int:
@@ -356,17 +361,33 @@ class Sam2Widget(QWidget):
     # ===================================================================== layout
 
     def _build_layout(self) -> None:
+        from superqt import QCollapsible
+
         inner = QWidget()
         col = QVBoxLayout(inner)
-        for panel in (
-            self.model_panel,
-            self.data_panel,
-            self.prompt_panel,
-            self.objects_panel,
-            self.propagate_panel,
-            self.session_panel,
+        # Set-once sections fold away, so that the dock fits a 1366 x 768 screen;
+        # Model and Image fold by themselves once a model runs on an image.
+        self._sections = {}
+        for key, panel in (
+            ("model", self.model_panel),
+            ("image", self.data_panel),
+            ("prompts", self.prompt_panel),
         ):
+            section = QCollapsible(panel.title())
+            section.layout().setContentsMargins(0, 0, 0, 0)
+            section.layout().setSpacing(0)
+            panel.setTitle("")
+            section.addWidget(panel)
+            section.expand(animate=False)
+            # A folded panel is hidden too, so the dock's minimum height shrinks.
+            section.toggleButton().toggled.connect(panel.setVisible)
+            section.toggleButton().toggled.connect(section.updateGeometry)
+            self._sections[key] = section
+            col.addWidget(section)
+        for panel in (self.objects_panel, self.propagate_panel, self.session_panel):
             col.addWidget(panel)
+        col.setSpacing(2)
+        col.setContentsMargins(4, 2, 4, 2)
         col.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
@@ -426,6 +447,7 @@ class Sam2Widget(QWidget):
             source,
             device=mp.device.currentText(),
             precision=mp.precision.currentText(),
+            image_size=int(mp.image_size.currentText()),
             wait=False,
         )
 
@@ -468,11 +490,23 @@ class Sam2Widget(QWidget):
         # to the new one when it opens.
         self.jobs.cancel(("preview", "remove", *PROPAGATION_KINDS))
         self.controller.set_model(model, source, device, precision)
+        self.last_error = None  # an earlier failure (a download...) is over
+        self.model_panel.show_loaded(source, device, precision, model.cfg.image_size)
         name = model.cfg.name
+        self._sections["model"].setText(f"Model: {name} on {model.device.type}")
+        self._fold_setup()
         self.model_panel.status.setText(
             f"{name} on {model.device.type}, {precision}, {model.cfg.image_size} px input"
         )
         self._open_session()
+
+    def _fold_setup(self) -> None:
+        """Fold the Model and Image sections once a model runs on a chosen image."""
+        if self.image is not None and self.points is not None:
+            for key, panel in (("model", self.model_panel), ("image", self.data_panel)):
+                self._sections[key].collapse(animate=False)
+                panel.setVisible(False)
+                self._sections[key].updateGeometry()
 
     # ===================================================================== plumbing
 
@@ -688,39 +722,38 @@ class Sam2Widget(QWidget):
         self.controller.session_replayed(replayed, self._saved_reached)
         self.prompts.sync()  # prompts edited while the session opened
 
-    def _restore(self, meta: dict, image, labels: np.ndarray, prompts, folder: Path) -> None:
+    def _restore(self, saved, image) -> None:
+        """Install a validated session (UI thread); nothing here can fail on its content."""
         self.data_panel.image.setCurrentText(image.name)
         if self.image is not image:
             self._image_chosen(image.name)
-        axis = int(meta.get("stack_axis", 0))
-        if axis != self.axis:
-            self.data_panel.axis.setCurrentIndex(axis)
-        kind = "z-stack" if meta.get("stack_kind") == "z" else "time-lapse"
+        if saved.stack_axis != self.axis:
+            self.data_panel.axis.setCurrentIndex(saved.stack_axis)
+        kind = "z-stack" if saved.stack_kind == "z" else "time-lapse"
         self.data_panel.kind.setCurrentText(kind)
         # Choosing the image or axis may have queued a session for the old prompts.
         self.jobs.cancel()
         self.jobs.wait(None)
         self.controller.close_session()
-        self._saved_reached = self.sessions.restore_layers(meta, labels, prompts, folder)
+        self._saved_reached = self.sessions.restore_layers(saved)
         # The next session opened replays the prompts without writing labels, even
         # if the session's model cannot be loaded and the user loads another.
         self._restoring = True
-        source = (meta.get("model") or {}).get("source")
+        source = saved.model.source
         if source and (self.controller.model is None or self.controller.model_source != source):
-            self._reload_for_session(meta)
+            self._reload_for_session(saved.model)
         else:
             self._open_session()
 
-    def _reload_for_session(self, meta: dict) -> None:
-        """Load the session's model (then open the session with its prompts)."""
-        model = meta.get("model") or {}
-        source = model["source"]
-        device = model.get("device", "auto")
-        precision = model.get("precision", "float32")
-        image_size = model.get("image_size")  # None: the checkpoint's own
+    def _reload_for_session(self, model) -> None:
+        """Load the session's model (a SavedModel), then open the session with its prompts."""
+        source, device, precision = model.source, model.device, model.precision
+        image_size = model.image_size  # None: the checkpoint's own
 
         def loaded(m) -> None:
             self.controller.set_model(m, source, device, precision)
+            self.last_error = None
+            self.model_panel.show_loaded(source, device, precision, m.cfg.image_size)
             self.model_panel.status.setText(f"{m.cfg.name} on {m.device.type}, {precision}")
             self._open_session()
 
@@ -744,6 +777,11 @@ class Sam2Widget(QWidget):
         if not folder:
             return
         target = Path(folder)
+        try:
+            check_session_folder(target, self.sessions.inputs())
+        except InputError as exc:
+            self._error(exc)
+            return
         other = session_id_of(target)
         overwrite = False
         if other is not None and other != self.controller.session_id:

@@ -32,6 +32,7 @@ from ..engine.plans import DIRECTIONS, check_direction, plan_passes
 from ..errors import CheckpointError, InputError, one_line
 from ..files.atomic import atomic_path, scratch_dir, scratch_path
 from ..files.ctc import export_ctc
+from ..files.output_rules import check_not_input, check_output_file, check_result_folder
 from ..files.prompt_files import Prompts, check_prompts, read_prompts, select_frames
 from ..files.stacks import Stack, StackReadError, TiffFolder, read_stack
 from ..files.tiff import label_tiff_options, read_label_tiff
@@ -106,18 +107,19 @@ def load_prompts(path: str | os.PathLike, stack: Stack, frames: tuple[int, int] 
     return prompts
 
 
-def check_output(out: Path, fmt: str, option: str = "--out") -> None:
-    """Fail early (InputError) when ``out`` cannot be written, before any compute."""
-    parent = out.parent
-    if not parent.is_dir():
-        what = "is not a folder" if parent.exists() else "does not exist"
-        raise InputError(f"{option}: cannot write {out}: the folder {parent} {what}")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"{option}: cannot write {out}: no write permission in {parent}")
-    if fmt != "ctc" and out.is_dir():
+def check_output(out: Path, fmt: str, option: str = "--out", inputs: Sequence = ()) -> None:
+    """Fail early (InputError) when ``out`` may not be written, before any compute.
+
+    The rule is :mod:`napari_sam2.files.output_rules`: never an input, never a
+    folder of the user's own files.
+    """
+    if fmt == "ctc":
+        check_result_folder(out, "ctc", inputs, option)
+        return
+    if Path(out).is_dir():
+        check_not_input(out, inputs, option)
         raise InputError(f"{option}: {out} is a folder; give a file name (or use --format ctc)")
-    if fmt == "ctc" and out.exists() and not out.is_dir():
-        raise InputError(f"{option}: {out} is a file; --format ctc writes a folder")
+    check_output_file(out, inputs, option)
 
 
 def _load_model(model: str, device, image_size: int | None, quiet: bool):
@@ -142,6 +144,7 @@ def run_segment(
     dtype: str | None = None,
     frames: str | None = None,
     time_axis: int | None = None,
+    channel_axis: int | None = None,
     image_size: int | None = None,
     fmt: str = "tiff",
     quiet: bool = False,
@@ -158,14 +161,15 @@ def run_segment(
     if fmt not in ("tiff", "ctc"):
         raise InputError(f"--format: must be tiff or ctc, got {fmt!r}")
     out = Path(out)
-    stack = read_stack(input, time_axis)
+    stack = read_stack(input, time_axis, channel_axis)
     window = parse_frame_range(frames, stack.num_frames) if frames is not None else None
     selected = stack.frames(*window) if window else stack
     prompt_set = load_prompts(prompts, stack, window)
     ids = prompt_set.obj_ids()
     if fmt == "ctc" and ids and ids[-1] > 65535:
         raise InputError(f"{prompts}: object id {ids[-1]} does not fit CTC's 16-bit masks")
-    check_output(out, fmt)
+    model_path = model if Path(model).exists() else None
+    check_output(out, fmt, inputs=(input, prompts, model_path))
 
     started = time.monotonic()
     if fmt == "tiff":
@@ -203,7 +207,10 @@ def _segment_to_file(
     shape = (stack.num_frames, *stack.frame_shape)
     labels = tifffile.memmap(tmp, shape=shape, dtype=np.int32, **label_tiff_options(shape))
     passes = plan_passes(direction, prompts.frames(), 0, stack.num_frames - 1)
-    bar = Progress(sum(p.written() for p in passes), "segment", enabled=not quiet)
+    # "both" meets its start frame twice: the bar counts frames, not steps.
+    covered = {f for p in passes for f in p.frames() if p.first <= f <= p.last}
+    bar = Progress(len(covered), "segment", enabled=not quiet)
+    seen: set[int] = set()
     with VideoSession(net, stack, channel_axis=stack.channel_axis, dtype=dtype) as session:
         try:
             apply_prompts(session, prompts)
@@ -212,7 +219,9 @@ def _segment_to_file(
         for p in passes:
             for result in session.propagate(p.start, reverse=p.reverse, max_frames=p.max_frames):
                 labels[result.frame] = result.label_image()
-                bar.update()
+                if result.frame not in seen:
+                    seen.add(result.frame)
+                    bar.update()
     bar.close()
     labels.flush()
     return labels
@@ -381,6 +390,13 @@ def run_evaluate(
 
     pred_labels = read_label_tiff(pred, mmap=True)
     gt_labels = read_label_tiff(gt, mmap=True)
+    for path, volume in ((pred, pred_labels), (gt, gt_labels)):
+        reason = _intensity_like(volume)
+        if reason:
+            raise InputError(
+                f"{path}: looks like an intensity image, not labels ({reason}); "
+                "pass the label TIFF that napari-sam2 wrote"
+            )
     if pred_labels.shape != gt_labels.shape:
         raise InputError(
             f"{pred}: shape {pred_labels.shape} does not match {gt} shape {gt_labels.shape}"
@@ -391,6 +407,27 @@ def run_evaluate(
     if ctc:
         report["ctc"] = ctc_scores(np.asarray(pred_labels), np.asarray(gt_labels))
     return report
+
+
+def _intensity_like(volume) -> str | None:
+    """Why a label volume looks like a raw image (many values, noisy), or None.
+
+    Labels are flat regions: nearly every pixel equals its right neighbour.
+    A microscopy image has many distinct values that change pixel to pixel.
+    Checks the first and the middle frame.
+    """
+    for t in sorted({0, volume.shape[0] // 2}):
+        plane = np.asarray(volume[t])
+        if plane.shape[-1] < 2:
+            continue
+        distinct = len(np.unique(plane))
+        same = float(np.mean(plane[:, 1:] == plane[:, :-1]))
+        if distinct > 64 and same < 0.5:
+            return (
+                f"frame {t} has {distinct} distinct values and only {same:.0%} of "
+                "neighbouring pixels equal"
+            )
+    return None
 
 
 def format_scores(report: dict) -> str:
@@ -409,8 +446,8 @@ def format_scores(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_json(path: Path, data: dict) -> None:
-    check_output(path, "json", "--json")
+def _write_json(path: Path, data: dict, inputs: Sequence = ()) -> None:
+    check_output(path, "json", "--json", inputs)
     with atomic_path(path, ".json", option="--json") as tmp:
         tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
@@ -418,7 +455,11 @@ def _write_json(path: Path, data: dict) -> None:
 # --------------------------------------------------------------------------- view
 
 
-def run_view(input: str | os.PathLike | None = None, time_axis: int | None = None) -> None:
+def run_view(
+    input: str | os.PathLike | None = None,
+    time_axis: int | None = None,
+    channel_axis: int | None = None,
+) -> None:
     """Open napari with the stack (or the synthetic sample) and the SAM 2 dock widget."""
     if input is None:
         from ..evaluation.synthetic import make_timelapse
@@ -426,7 +467,7 @@ def run_view(input: str | os.PathLike | None = None, time_axis: int | None = Non
         data = make_timelapse(n_frames=40, shape=(256, 256), n_cells=12).image
         name, channel_axis = "cells (synthetic)", None
     else:
-        stack = read_stack(input, time_axis)
+        stack = read_stack(input, time_axis, channel_axis)
         data, name, channel_axis = stack.data, stack.path.stem, stack.channel_axis
         if isinstance(data, TiffFolder):
             import dask.array as da
@@ -513,6 +554,9 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--frames", metavar="A:B", help="only frames A..B-1 (prompts re-indexed)")
     seg.add_argument("--time-axis", type=int, metavar="N", help="axis holding time (default 0)")
     seg.add_argument(
+        "--channel-axis", type=int, metavar="N", help="axis holding channels of 4D data"
+    )
+    seg.add_argument(
         "--image-size",
         type=_image_size,
         default=None,
@@ -581,6 +625,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     view.add_argument("input", nargs="?", help="stack to open (default: synthetic sample)")
     view.add_argument("--time-axis", type=int, metavar="N", help="axis holding time (default 0)")
+    view.add_argument(
+        "--channel-axis", type=int, metavar="N", help="axis holding channels of 4D data"
+    )
     view.set_defaults(func=_cmd_view)
 
     ev = sub.add_parser(
@@ -638,6 +685,7 @@ def _cmd_segment(args) -> int:
         dtype=args.dtype,
         frames=args.frames,
         time_axis=args.time_axis,
+        channel_axis=args.channel_axis,
         image_size=args.image_size,
         fmt=args.fmt,
         quiet=args.quiet,
@@ -689,7 +737,7 @@ def _cmd_models(args) -> int:
 
 
 def _cmd_view(args) -> int:
-    run_view(args.input, args.time_axis)
+    run_view(args.input, args.time_axis, args.channel_axis)
     return EXIT_OK
 
 
@@ -700,9 +748,11 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
+    if args.json:  # refused before any scoring
+        check_output(Path(args.json), "json", "--json", (args.pred, args.gt))
     report = run_evaluate(args.pred, args.gt, skip_first_last=args.skip_first_last, ctc=args.ctc)
     if args.json:
-        _write_json(Path(args.json), report)
+        _write_json(Path(args.json), report, (args.pred, args.gt))
     sys.stdout.write(format_scores(report))
     return EXIT_OK
 
@@ -736,8 +786,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except SystemExit as exc:  # --help and --version
         return exc.code if isinstance(exc.code, int) else EXIT_OK
+    # napari's event loop (view) keeps Qt's own handling of signals.
+    previous = _on_sigterm() if args.command != "view" else None
     try:
         return args.func(args)
+    except _Terminated:
+        print(f"{PROG}: terminated (SIGTERM); partial output removed", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
@@ -747,7 +802,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # anything else is a runtime failure, reported in one line
         code = EXIT_FAILURE
         error = exc
+    finally:
+        _restore_sigterm(previous)
     if args.debug:
         traceback.print_exception(error)
     print(f"{PROG}: error: {one_line(error)}", file=sys.stderr)
     return code
+
+
+class _Terminated(BaseException):
+    """SIGTERM (what a cluster scheduler sends) as an exception, so cleanup runs as for Ctrl-C."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise _Terminated()
+
+
+def _on_sigterm():
+    """Turn SIGTERM into :class:`_Terminated` (main thread only); returns the old handler."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def _restore_sigterm(previous) -> None:
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)

@@ -34,17 +34,33 @@ class FrameSource:
         contrast_limits: Sequence | None = None,
         prefetch: int = 2,
     ) -> None:
+        if isinstance(frames, (list, tuple)):
+            frames = np.asarray(frames)
         shape = tuple(getattr(frames, "shape", ()))
         if len(shape) not in (3, 4):
             raise InputError(f"frames: expected (T, H, W) or (T, H, W, C), got shape {shape}")
         if shape[0] < 1:
             raise InputError("frames: the stack has no frames")
+        dtype = getattr(frames, "dtype", None)
+        if dtype is not None and np.dtype(dtype).kind not in "biuf":
+            raise InputError(f"frames: dtype {dtype} is not numeric pixel data")
         if channel_axis is not None:
+            if isinstance(channel_axis, bool) or not isinstance(channel_axis, (int, np.integer)):
+                raise InputError(f"channel_axis: must be an integer axis, got {channel_axis!r}")
             if len(shape) != 4:
                 raise InputError("channel_axis: given for frames without a channel axis")
-            channel_axis = channel_axis % 4
+            if not -4 <= channel_axis < 4:
+                raise InputError(f"channel_axis: {channel_axis} is not an axis of shape {shape}")
+            channel_axis = int(channel_axis) % 4
             if channel_axis == 0:
                 raise InputError("channel_axis: cannot be the frame axis (0)")
+        elif len(shape) == 4 and shape[3] > 4:
+            raise InputError(
+                f"frames: shape {shape} has 4 axes and its last ({shape[3]}) is too long for "
+                "channels; a z-stack over time (T, Z, Y, X) is not supported: pass one time "
+                "point (frames[t], Z as the stack) or one plane (frames[:, z]), or name the "
+                "channel axis with channel_axis"
+            )
         self.frames = frames
         self.num_frames = shape[0]
         self.image_size = image_size

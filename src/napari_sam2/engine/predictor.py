@@ -21,7 +21,7 @@ class ImagePredictor:
     """Embed one image once, then predict masks for many prompts quickly.
 
     >>> predictor = ImagePredictor(model)
-    >>> predictor.set_image(image)          # (H, W) or (H, W, C), any dtype
+    >>> predictor.set_image(image)          # (H, W) or (H, W, C), any real dtype
     >>> masks, scores, logits = predictor.predict(points=[(120, 80)], labels=[1])
     """
 

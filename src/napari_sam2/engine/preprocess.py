@@ -39,10 +39,18 @@ class Intensity:
 
 def as_channels_last(image: np.ndarray, channel_axis: int | None) -> np.ndarray:
     """(H, W) or an image with a channel axis -> (H, W, C)."""
+    if image.dtype.kind not in "biuf":
+        raise InputError(f"image: dtype {image.dtype} is not numeric pixel data")
+    if channel_axis is not None and (
+        isinstance(channel_axis, bool) or not isinstance(channel_axis, (int, np.integer))
+    ):
+        raise InputError(f"channel_axis: must be an integer axis, got {channel_axis!r}")
     if image.ndim == 2:
         return image[..., None]
     if image.ndim != 3:
         raise InputError(f"image: expected (H, W) or (H, W, C), got shape {image.shape}")
+    if channel_axis is not None and not -3 <= channel_axis < 3:
+        raise InputError(f"channel_axis: {channel_axis} is not an axis of shape {image.shape}")
     axis = -1 if channel_axis is None else channel_axis
     return np.moveaxis(image, axis, -1)
 

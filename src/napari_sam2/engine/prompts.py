@@ -52,7 +52,10 @@ def check_points(points, labels, hw: tuple[int, int]) -> PointPrompt:
     """Validate clicks: (N, 2) (row, col) inside the frame, labels 0 or 1."""
     if points is None or labels is None:
         raise InputError("points: points and labels must be given together")
-    pts = np.asarray(points, dtype=np.float64)
+    try:
+        pts = np.asarray(points, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"points: expected (N, 2) numbers as (row, col), got {points!r}") from None
     if pts.ndim == 1 and pts.shape == (2,):
         pts = pts[None]
     lab = np.asarray(labels).reshape(-1)
@@ -72,7 +75,10 @@ def check_points(points, labels, hw: tuple[int, int]) -> PointPrompt:
 
 def box_to_points(box, hw: tuple[int, int]) -> PointPrompt:
     """(row0, col0, row1, col1) -> two corner points labelled 2 and 3."""
-    b = np.asarray(box, dtype=np.float64).reshape(-1)
+    try:
+        b = np.asarray(box, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise InputError(f"box: expected 4 numbers (row0, col0, row1, col1), got {box!r}") from None
     if b.shape != (4,):
         raise InputError(f"box: expected (row0, col0, row1, col1), got shape {np.shape(box)}")
     r0, c0, r1, c1 = b

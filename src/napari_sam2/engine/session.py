@@ -125,15 +125,27 @@ class VideoSession:
         feature_dir: str | Path | None = None,
         dtype: str | None = None,
     ) -> None:
+        if isinstance(fill_hole_area, bool) or not isinstance(fill_hole_area, (int, np.integer)):
+            raise InputError(f"fill_hole_area: must be an integer >= 0, got {fill_hole_area!r}")
         if fill_hole_area < 0:
             raise InputError(f"fill_hole_area: must be >= 0, got {fill_hole_area}")
+        if spill_dir is not None and not Path(spill_dir).is_dir():
+            raise InputError(f"spill_dir: {spill_dir} is not an existing folder")
+        if (
+            feature_dir is not None
+            and Path(feature_dir).exists()
+            and not Path(feature_dir).is_dir()
+        ):
+            raise InputError(f"feature_dir: {feature_dir} is a file, not a folder")
+        self._closed = False
+        self._version = 0  # bumped by every prompt change; open propagations end on it
         self.model = model
         self.dtype = resolve_dtype(dtype, model.device)
         self.cfg = model.cfg
         self.source = FrameSource(frames, self.cfg.image_size, channel_axis, contrast_limits)
         self.num_frames = self.source.num_frames
         self.frame_shape: tuple[int, int] = self.source.hw
-        self.fill_hole_area = fill_hole_area
+        self.fill_hole_area = int(fill_hole_area)
         self.corrections_as_conditioning = corrections_as_conditioning
         self._feature_cache_size = max(1, feature_cache)
         self._features: OrderedDict[int, ImageFeatures] = OrderedDict()
@@ -166,6 +178,7 @@ class VideoSession:
 
         ``clear=False`` adds to the object's earlier clicks on this frame.
         """
+        self._check_open()
         frame = self.source.check_index(frame)
         obj_id = _check_obj_id(obj_id)
         new = check_points(points, labels, self.frame_shape)
@@ -176,6 +189,7 @@ class VideoSession:
     @torch.inference_mode()
     def add_box(self, frame: int, obj_id: int, box) -> FrameResult:
         """A box (row0, col0, row1, col1); it replaces the object's clicks on this frame."""
+        self._check_open()
         frame = self.source.check_index(frame)
         obj_id = _check_obj_id(obj_id)
         return self._add_point_prompt(frame, obj_id, box_to_points(box, self.frame_shape))
@@ -183,9 +197,11 @@ class VideoSession:
     @torch.inference_mode()
     def add_mask(self, frame: int, obj_id: int, mask) -> FrameResult:
         """A mask prompt: (H, W) boolean (or 0/1) array at the frame's size."""
+        self._check_open()
         frame = self.source.check_index(frame)
         obj_id = _check_obj_id(obj_id)
         mask_t = self._mask_to_model(mask)
+        self._version += 1
         track = self._track(obj_id)
         track.masks[frame] = mask_t
         track.points.pop(frame, None)
@@ -195,7 +211,9 @@ class VideoSession:
     @torch.inference_mode()
     def remove_object(self, obj_id: int) -> list[FrameResult]:
         """Forget an object: prompts, memories and outputs. Returns the updated prompt frames."""
+        self._check_open()
         track = self._tracks.pop(self._existing(obj_id).obj_id)
+        self._version += 1
         self._bank.forget(track)
         if not self._tracks:
             return []
@@ -204,8 +222,10 @@ class VideoSession:
     @torch.inference_mode()
     def clear_frame(self, frame: int, obj_id: int | None = None) -> FrameResult:
         """Remove the prompts on ``frame`` (of one object, or all); it stops conditioning."""
+        self._check_open()
         frame = self.source.check_index(frame)
         tracks = list(self._tracks.values()) if obj_id is None else [self._existing(obj_id)]
+        self._version += 1
         for track in tracks:
             track.points.pop(frame, None)
             track.masks.pop(frame, None)
@@ -218,6 +238,8 @@ class VideoSession:
 
     def reset(self) -> None:
         """Forget all objects and prompts (cached image features are kept)."""
+        self._check_open()
+        self._version += 1
         for track in self._tracks.values():
             self._bank.forget(track)
         self._tracks.clear()
@@ -231,17 +253,30 @@ class VideoSession:
         over at most ``max_frames`` frames (the start included). The default start
         is the earliest prompted frame going forward, the latest going backward.
         Stop early by closing the iterator.
+
+        The iterator tracks the prompts it started with: a prompt change
+        (``add_*``, ``clear_frame``, ``remove_object``, ``reset``) or
+        ``close()`` while it is open ends it cleanly before its next frame;
+        call ``propagate`` again to track with the new prompts.
         """
+        self._check_open()
         with torch.inference_mode():
             self._fold_pending()
             if start_frame is None:
                 prompted = [f for t in self._tracks.values() for f in t.cond]
                 start_frame = max(prompted) if reverse else min(prompted)
             start_frame = self.source.check_index(start_frame, "start_frame")
-            if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
+            if max_frames is not None and (
+                isinstance(max_frames, bool)
+                or not isinstance(max_frames, (int, np.integer))
+                or max_frames < 1
+            ):
                 raise InputError(f"max_frames: must be a positive integer, got {max_frames!r}")
-        order = self._order(start_frame, reverse, max_frames)
+        order = self._order(start_frame, reverse, None if max_frames is None else int(max_frames))
+        version = self._version
         for i, frame in enumerate(order):
+            if self._closed or self._version != version:
+                return  # the prompts changed or the session closed: end cleanly
             with torch.inference_mode():
                 result = self._propagate_frame(frame, reverse, upcoming=order[i + 1 : i + 3])
             yield result
@@ -255,6 +290,7 @@ class VideoSession:
         earliest prompted frame, then backward from that same frame, so every
         frame is covered once.
         """
+        self._check_open()
         check_direction(direction)
         if start_frame is None:
             with torch.inference_mode():
@@ -269,7 +305,8 @@ class VideoSession:
         return labels
 
     def close(self) -> None:
-        """Release the frame reader and the spill folder."""
+        """Release the frame reader and the spill folder; the session cannot be used after."""
+        self._closed = True
         self.source.close()
         self._bank.close()
         self._features.clear()
@@ -281,6 +318,10 @@ class VideoSession:
         self.close()
 
     # -- prompts -------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InputError("session: this VideoSession is closed; open a new one")
 
     def _existing(self, obj_id) -> ObjectTrack:
         obj_id = _check_obj_id(obj_id)
@@ -311,6 +352,7 @@ class VideoSession:
         return t
 
     def _add_point_prompt(self, frame: int, obj_id: int, prompt: PointPrompt) -> FrameResult:
+        self._version += 1
         track = self._track(obj_id)
         track.points[frame] = prompt
         track.masks.pop(frame, None)
@@ -514,7 +556,16 @@ def _scalar(value: torch.Tensor | None) -> float:
     return float("nan") if value is None else float(value.reshape(-1)[0])
 
 
+OBJ_ID_MAX = 2**31 - 1  # label images are int32
+
+
 def _check_obj_id(obj_id) -> int:
+    """Object ids are label values: 1..2**31-1 (0 is the background of a label image)."""
     if isinstance(obj_id, bool) or not isinstance(obj_id, (int, np.integer)):
         raise InputError(f"obj_id: must be an integer, got {obj_id!r}")
+    if not 1 <= obj_id <= OBJ_ID_MAX:
+        raise InputError(
+            f"obj_id: must be in 1..{OBJ_ID_MAX} (0 is the background of a label image), "
+            f"got {obj_id}"
+        )
     return int(obj_id)

@@ -53,12 +53,25 @@ def session_id_of(folder: str | os.PathLike) -> str | None:
 
 
 def free_folder(folder: Path, current_id: str) -> Path:
-    """``folder``, or ``folder_2``, ``folder_3``... : the first that holds no other session."""
+    """``folder``, or ``folder_2``, ``folder_3``... : the first that is new, empty or this session.
+
+    A folder holding another session, or any files of the user's, is skipped.
+    """
     candidate, n = folder, 1
-    while (candidate / SESSION_FILE).exists() and session_id_of(candidate) != current_id:
+    while not _free_for(candidate, current_id):
         n += 1
         candidate = folder.with_name(f"{folder.name}_{n}")
     return candidate
+
+
+def _free_for(folder: Path, current_id: str) -> bool:
+    if not folder.exists():
+        return True
+    if not folder.is_dir():
+        return False
+    if (folder / SESSION_FILE).exists():
+        return session_id_of(folder) == current_id
+    return not any(folder.iterdir())
 
 
 def write_session_json(folder: Path, meta: dict) -> Path:

@@ -172,18 +172,26 @@ def frame_index(axis: int, frame) -> tuple:
     return (slice(None),) * axis + (frame,)
 
 
-def read_stack(path: str | os.PathLike, time_axis: int | None = None) -> Stack:
+def read_stack(
+    path: str | os.PathLike, time_axis: int | None = None, channel_axis: int | None = None
+) -> Stack:
     """Open a TIFF / OME-TIFF, a ``.npy`` file or a folder of TIFF frames, lazily.
 
     TIFFs and ``.npy`` files are memory-mapped when their layout allows (else
     read). ``time_axis`` (default 0) is moved to the front. The result is
     (T, H, W) or (T, H, W, C); a single 2D image is one frame. The channel
-    axis of 4D data is tifffile's ``C``/``S`` axis, else the last axis when it
-    has at most 4 entries, else axis 1 likewise.
+    axis of 4D data is ``channel_axis`` (counted after time was moved first),
+    else tifffile's ``C``/``S`` axis, else the last axis when it has at most 4
+    entries. Anything else (a z-stack over time, channels elsewhere without
+    ``channel_axis``) is refused, never guessed.
     """
     path = Path(path)
     if not path.exists():
         raise InputError(f"input: no such file or folder: {path}")
+    if channel_axis is not None and (
+        isinstance(channel_axis, bool) or not isinstance(channel_axis, (int, np.integer))
+    ):
+        raise InputError(f"--channel-axis: must be an integer, got {channel_axis!r}")
     axes = ""
     if path.is_dir():
         data = TiffFolder(path)
@@ -192,7 +200,7 @@ def read_stack(path: str | os.PathLike, time_axis: int | None = None) -> Stack:
         data = _read_npy(path)
     else:
         data, axes = read_tiff_array(path, mmap=True)
-    return _arrange(data, path, axes, time_axis)
+    return _arrange(data, path, axes, time_axis, channel_axis)
 
 
 def _read_npy(path: Path) -> np.ndarray:
@@ -205,7 +213,9 @@ def _read_npy(path: Path) -> np.ndarray:
     return data
 
 
-def _arrange(data, path: Path, axes: str, time_axis: int | None) -> Stack:
+def _arrange(
+    data, path: Path, axes: str, time_axis: int | None, channel_axis: int | None = None
+) -> Stack:
     dtype = np.dtype(data.dtype)
     if dtype.kind not in "biuf":  # bool, integers, floats
         raise InputError(f"input: {path} holds {dtype} data, not real-valued pixels")
@@ -229,11 +239,22 @@ def _arrange(data, path: Path, axes: str, time_axis: int | None) -> Stack:
                 order = list(axes)
                 order.insert(0, order.pop(time_axis))
                 axes = "".join(order)
-    channel_axis = _channel_axis(data.shape, axes) if ndim == 4 else None
+    if channel_axis is not None:
+        if ndim != 4:
+            raise InputError(f"--channel-axis: {path} has shape {tuple(data.shape)}, no channels")
+        if not -4 <= channel_axis < 4 or channel_axis % 4 == 0:
+            raise InputError(
+                f"--channel-axis: {channel_axis} is not a non-time axis of shape {tuple(data.shape)}"
+            )
+        channel_axis = int(channel_axis) % 4
+    elif ndim == 4:
+        channel_axis = _channel_axis(data.shape, axes)
     if ndim == 4 and channel_axis is None:
+        named = f"axes {axes}" if len(axes) == ndim else "axes unknown"
         raise InputError(
-            f"input: cannot tell the channel axis of shape {tuple(data.shape)} "
-            f"({axes or 'axes unknown'}); expected (T, H, W) or (T, H, W, C) with C <= 4"
+            f"input: cannot tell the channel axis of shape {tuple(data.shape)} ({named}); "
+            "a z-stack over time (T, Z, Y, X) is not supported: save one time point or one "
+            "z plane; for channels give --channel-axis N"
         )
     if data.shape[0] < 1:
         raise InputError(f"input: {path} has no frames")
@@ -249,6 +270,4 @@ def _channel_axis(shape: tuple[int, ...], axes: str) -> int | None:
             return None  # a z-stack over time: not supported
     if shape[3] <= 4:
         return 3
-    if shape[1] <= 4:
-        return 1
-    return None
+    return None  # axis 1 may be channels or z: never guessed

@@ -8,6 +8,8 @@ every failure is a one-line :class:`~napari_sam2.errors.CheckpointError`.
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -128,23 +130,56 @@ def _some(items: list[str], n: int = 3) -> str:
     return shown + (f" (+{len(items) - n} more)" if len(items) > n else "")
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """torch.load a checkpoint file safely (weights only, on the CPU)."""
+    """torch.load a checkpoint file safely (weights only, on the CPU).
+
+    Never runs code from the file: a pickle holding anything but tensors is
+    refused, and the message never suggests loading it unsafely.
+    """
     return normalize_state_dict(_read_raw(path))
 
 
 def _read_raw(path: str | os.PathLike):
+    """The object stored in a checkpoint file (weights only), or a one-line CheckpointError."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint: {path} is a folder, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"checkpoint: no such file: {path}")
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch.load fails in many ways on foreign or cut files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint: cannot read {path}: {exc.strerror or exc}") from None
+    if head[:4] != _ZIP_MAGIC and head[:1] != b"\x80":
         raise CheckpointError(
-            f"checkpoint: cannot read {path.name} (truncated or not a PyTorch checkpoint): {reason[:200]}"
-        ) from exc
+            f"checkpoint: cannot read {path.name}: not a PyTorch checkpoint (no zip or pickle header)"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's pickle-protocol notes are not for users
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch.load fails in many ways on foreign or cut files
+        raise CheckpointError(_load_failure(path, exc)) from exc
     return raw
+
+
+def _load_failure(path: Path, exc: BaseException) -> str:
+    """A one-line reason for a failed torch.load, without torch's advice to load unsafely."""
+    text = _ANSI.sub("", str(exc)).strip()
+    if "weights only load failed" in text.lower() or "weights_only" in text:
+        return (
+            f"checkpoint: {path.name} holds Python objects other than tensors; refused, since "
+            "loading them could run code (not a SAM 2 checkpoint)"
+        )
+    reason = text.splitlines()[0] if text else type(exc).__name__
+    if reason.isdigit() or len(reason) < 4:  # e.g. a bare KeyError '101'
+        reason = f"{type(exc).__name__} {reason}"
+    return f"checkpoint: cannot read {path.name} (truncated or damaged checkpoint): {reason[:200]}"
 
 
 def checkpoint_config(raw, sd: Mapping[str, torch.Tensor], image_size: int | None) -> Sam2Config:
@@ -184,6 +219,10 @@ def load_model(
     """
     if isinstance(checkpoint, Mapping):
         raw = checkpoint
+    elif not isinstance(checkpoint, (str, os.PathLike)) or not str(checkpoint):
+        raise CheckpointError(
+            f"checkpoint: expected a .pt path, a registry name or a state dict, got {checkpoint!r}"
+        )
     else:
         raw = _read_raw(_resolve_path(checkpoint, progress))
     sd = normalize_state_dict(raw)
