@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import InputError
-from ..modeling.config import Sam2Config, config_from_dict, config_to_dict
+from ..files.atomic import atomic_path
+from ..modeling.config import config_from_dict, config_to_dict
 from ..modeling.sam2 import Sam2Model
 from .config import TrainConfig
 from .data import SyntheticClips, augment, choose_objects, to_tensors
@@ -86,9 +86,8 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
 
 
 def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # a stopped run never leaves half a checkpoint
+        torch.save(obj, tmp)
 
 
 def save_model(model: Sam2Model, path: Path, *, half: bool = False, extra: dict | None = None):
@@ -242,17 +241,10 @@ def _append(path: Path, entry: dict) -> None:
         f.write(json.dumps(entry) + "\n")
 
 
-def scratch_model(cfg: Sam2Config) -> Sam2Model:
-    """A freshly initialised model of ``cfg``."""
-    return Sam2Model(cfg)
-
-
 __all__ = [
     "StepLog",
     "param_groups",
     "lr_factor",
     "save_model",
     "train",
-    "scratch_model",
-    "replace",
 ]
