@@ -15,6 +15,7 @@ from napari_sam2.modeling.config import HieraConfig, Sam2Config, config_from_dic
 from napari_sam2.modeling.sam2 import Sam2Model
 from napari_sam2.training import TrainConfig, micro_cells_config
 from napari_sam2.training import prompts as sim
+from napari_sam2.training.config import is_image_step
 from napari_sam2.training.data import (
     Clip,
     StackClips,
@@ -89,6 +90,17 @@ def test_train_config_rejects_bad_values():
         TrainConfig(steps=5, image_steps=6)
     with pytest.raises(InputError, match="prob_mask_prompt"):
         TrainConfig(prob_mask_prompt=1.5)
+    with pytest.raises(InputError, match="image_every"):
+        TrainConfig(image_every=-1)
+
+
+def test_image_steps_come_first_then_every_kth_step_when_co_training():
+    cfg = TrainConfig(steps=12, image_steps=3, image_every=4)
+    kinds = ["image" if is_image_step(cfg, s) else "clip" for s in range(12)]
+    assert kinds[:3] == ["image"] * 3
+    # after the image phase, steps 3.. are clip, clip, clip, image, clip, clip, clip, image ...
+    assert kinds[3:] == ["clip", "clip", "clip", "image"] * 2 + ["clip"]
+    assert not any(is_image_step(TrainConfig(steps=5, image_steps=2), s) for s in range(2, 5))
 
 
 def test_click_lies_inside_the_mask_and_box_encloses_it():

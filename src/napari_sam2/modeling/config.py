@@ -64,6 +64,9 @@ class Sam2Config:
     add_tpos_enc_to_obj_ptrs: bool = True
     proj_tpos_enc_in_obj_ptrs: bool = True
     use_signed_tpos_enc_to_obj_ptrs: bool = True
+    # Frames tracked without a prompt choose among three candidate masks by predicted
+    # IoU (True in every official config), or take the single-mask output (False).
+    multimask_output_for_tracking: bool = True
     # Single-mask output falls back to the best multimask output when unstable.
     dynamic_multimask_stability_delta: float = 0.05
     dynamic_multimask_stability_thresh: float = 0.98

@@ -126,6 +126,17 @@ class Sam2Model(nn.Module):
 
     # -- SAM heads -----------------------------------------------------------
 
+    def wants_multimask(self, n_points: int) -> bool:
+        """Whether to decode three candidate masks (kept: the best predicted IoU) or one.
+
+        A single click is ambiguous (part, cell, cluster): always three. A frame
+        tracked from memory alone (no points): three when
+        ``cfg.multimask_output_for_tracking``. Two or more points: one.
+        """
+        if n_points == 0:
+            return self.cfg.multimask_output_for_tracking
+        return n_points == 1
+
     def run_heads(
         self,
         pix_feat: torch.Tensor,
@@ -321,7 +332,9 @@ class Sam2Model(nn.Module):
         else:
             pix = self.condition_on_memory(raw, feats.pos[2], context)
             n_points = 0 if labels is None else labels.shape[1]
-            out = self.run_heads(pix, high_res, xy, labels, prev_logits, multimask=n_points <= 1)
+            out = self.run_heads(
+                pix, high_res, xy, labels, prev_logits, multimask=self.wants_multimask(n_points)
+            )
         if run_memory:
             high = self.high_res(out)
             out.memory = self.encode_memory(raw, high, out.object_logits, xy is not None)

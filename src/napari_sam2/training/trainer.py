@@ -23,7 +23,7 @@ from ..errors import InputError
 from ..files.atomic import atomic_path
 from ..modeling.config import config_from_dict, config_to_dict
 from ..modeling.sam2 import Sam2Model
-from .config import TrainConfig
+from .config import TrainConfig, is_image_step
 from .data import SyntheticClips, augment, choose_objects, to_tensors
 from .rollout import plan_clip, rollout
 
@@ -105,7 +105,7 @@ def save_model(model: Sam2Model, path: Path, *, half: bool = False, extra: dict 
 
 def _sample_step(source, cfg: TrainConfig, step: int, image_size: int, rng):
     """A clip with at least one object on its first frame, ready for the model."""
-    image_phase = step < cfg.image_steps
+    image_phase = is_image_step(cfg, step)
     for _ in range(20):
         clip = augment(source.sample(rng), rng)
         if image_phase:  # one frame, as SAM 2's first stage trains on images
