@@ -49,7 +49,7 @@ class AutomaticPanel(QGroupBox):
     """The two automatic buttons and a status line (a plain view)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__("Automatic", parent)
+        super().__init__("Automatic: every cell", parent)
         self.segment_all = QPushButton("Segment all, this frame")
         self.segment_all.setToolTip(
             "Find every cell on the current frame with SAM 2's mask generator; each new "
@@ -243,7 +243,6 @@ class Automatic:
         name = lay.image.name + TRACKS_SUFFIX
         layer = next((x for x in self._viewer.layers if x.name == name), None)
         if type(layer).__name__ == "Tracks":
-            layer.graph = {}
             layer.data = data
             layer.graph = graph
         else:

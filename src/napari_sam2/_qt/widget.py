@@ -433,13 +433,9 @@ class Sam2Widget(QWidget):
             section.toggleButton().toggled.connect(section.updateGeometry)
             self._sections[key] = section
             col.addWidget(section)
-        for panel in (
-            self.objects_panel,
-            self.propagate_panel,
-            self.automatic_panel,
-            self.session_panel,
-        ):
+        for panel in (self.objects_panel, self.propagate_panel, self.session_panel):
             col.addWidget(panel)
+        self._add_automatic_section(col)
         col.setSpacing(2)
         col.setContentsMargins(4, 2, 4, 2)
         col.addStretch(1)
@@ -457,6 +453,22 @@ class Sam2Widget(QWidget):
         bar = scroll.verticalScrollBar().sizeHint().width()
         self.setMinimumWidth(max(320, inner.minimumSizeHint().width() + bar + 4))
         self._inner = inner
+
+    def _add_automatic_section(self, col) -> None:
+        """The Automatic panel, folded at first so that the dock still fits 1366 x 768."""
+        from superqt import QCollapsible
+
+        panel = self.automatic_panel
+        section = QCollapsible(panel.title())
+        section.layout().setContentsMargins(0, 0, 0, 0)
+        panel.setTitle("")
+        section.addWidget(panel)
+        section.collapse(animate=False)
+        panel.setVisible(False)
+        section.toggleButton().toggled.connect(panel.setVisible)
+        section.toggleButton().toggled.connect(section.updateGeometry)
+        self._sections["automatic"] = section
+        col.addWidget(section)
 
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt API)
         hint = self._inner.sizeHint()
