@@ -101,6 +101,7 @@ class Automatic:
         self.new_ids: list[int] = []
         self.result = None
         self.offset = 0
+        self._target = None  # (labels layer, stack axis) a Track all run writes into
 
     # ===================================================================== segment all
 
@@ -183,6 +184,7 @@ class Automatic:
             for session in sessions:  # also after the widget was deleted
                 session.close()
             if _alive(self._panel) and job.started:
+                self._target = None
                 self._propagation.end(job, "Track all: ")
 
         job = Job(
@@ -199,6 +201,7 @@ class Automatic:
 
     def _track_started(self, total: int) -> None:
         labels = self._layers.labels
+        self._target = (labels, self._layers.axis)
         biggest = 0 if labels is None else np.max(labels.data)
         self.offset = id_offset(biggest, self._controller.objects)
         self.result = None
@@ -208,8 +211,11 @@ class Automatic:
     def _track_frame(self, item) -> None:
         frame, frame_labels = item
         lay = self._layers
-        if lay.labels is None:
-            return
+        target = self._target
+        if lay.labels is None or target is None or target[0] is not lay.labels:
+            return  # another image was chosen while the frame was computed
+        if target[1] != lay.axis:
+            return  # another stack axis was chosen
         predicted = shift_ids(frame_labels, self.offset)
         try:
             check_ids_fit(int(predicted.max(initial=0)), lay.labels.data.dtype)
