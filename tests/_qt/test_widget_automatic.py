@@ -69,7 +69,7 @@ def test_segment_all_adds_new_cells_as_objects(make_widget, monkeypatch, qtbot):
     viewer, widget = make_widget()
     assert widget.automatic_panel.segment_all.text() == "Segment all, this frame"
     assert widget.automatic_panel.isHidden()  # its section starts folded (the dock fits)
-    widget._sections["automatic"].expand(animate=False)
+    widget._sections["automatic"].toggleButton().click()  # the user opens it
     assert not widget.automatic_panel.isHidden()
     frame = 2
     painted = np.zeros((N_FRAMES, *SHAPE), bool)
@@ -111,7 +111,6 @@ def test_track_all_cells_writes_background_only_as_one_undo_step(make_widget, mo
     _fixed_generator(monkeypatch, discs)
     viewer, widget = make_widget()
     assert widget.automatic_panel.track_all.text() == "Track all cells"
-    widget._sections["automatic"].expand(animate=False)
     painted = np.zeros((N_FRAMES, *SHAPE), bool)
     painted[:, 0:6, 50:64] = True
     _paint(widget, painted)
