@@ -51,9 +51,12 @@ class Job:
 
 
 def _guarded(gen_func, *args):
-    """Run a generator function, turning RuntimeError into WorkerError (see above)."""
+    """Run a generator function, turning RuntimeError into WorkerError (see above).
+
+    Its return value is the worker's (``on_done`` receives it).
+    """
     try:
-        yield from gen_func(*args)
+        return (yield from gen_func(*args))
     except RuntimeError as exc:
         raise WorkerError(f"{type(exc).__name__}: {exc}") from exc
 

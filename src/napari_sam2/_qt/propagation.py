@@ -16,7 +16,9 @@ from .jobs import Job, JobQueue
 from .label_writer import LabelWriter
 from .layers import LayerSet
 
-KINDS = ("propagate", "repropagate")
+TRACK_ALL = "track_all"  # automatic tracking (:mod:`napari_sam2._qt.automatic`)
+# Job kinds that show progress here and stop with Cancel.
+KINDS = ("propagate", "repropagate", TRACK_ALL)
 
 
 class Propagation:
@@ -93,15 +95,18 @@ class Propagation:
             kind,
             self._controller.propagate,
             (passes,),
-            on_start=lambda: self._started(total),
+            on_start=lambda: self.begin(total),
             on_yield=self._arrived,
             on_error=self._on_error,
             on_finish=lambda: self._finished(job),
         )
         return self._jobs.submit(job)
 
-    def _started(self, total: int) -> None:
-        self._writer.open_step()  # all frames of one propagation are one undo step
+    # -- progress, shared with automatic tracking -------------------------------
+
+    def begin(self, total: int) -> None:
+        """A run of ``total`` frames starts: one undo step, progress bar, ETA, Cancel."""
+        self._writer.open_step()  # all frames of one run are one undo step
         self.eta = Eta(total)
         self._seen = set()
         bar = self._panel.progress
@@ -110,29 +115,39 @@ class Propagation:
         self._panel.cancel.setEnabled(True)
         self._panel.status.setText(self.eta.text())
 
+    def frame_done(self, frame: int, what: str = "Frame") -> None:
+        """Count ``frame`` once (progress and ETA); ``what`` starts the status text."""
+        if self.eta is None or frame in self._seen:
+            return
+        self._seen.add(frame)
+        self.eta.step()
+        self._panel.progress.setValue(self.eta.done)
+        running = self._jobs.current
+        if running is not None and running.cancelled:
+            text = f"Cancelling: frame {frame} done, stopping..."
+        else:
+            text = f"{what} {frame}: " + self.eta.text()
+        self._panel.status.setText(text)
+
+    def end(self, job: Job, what: str = "") -> int:
+        """A run ended: close its undo step, say how it ended; returns the frames written."""
+        self._writer.close_step()
+        done = self.eta.done if self.eta else 0
+        how = "Cancelled" if job.cancelled else ("Failed" if job.error else "Done")
+        self._panel.status.setText(f"{what}{how}: {done} frames written")
+        if done:
+            self._on_written(done)
+        return done
+
     def _arrived(self, item) -> None:
         result, reverse = item
         self._writer.write(result, result.predicted_ids())
         self._controller.record_reached(result, reverse)
-        if self.eta is not None and result.frame not in self._seen:
-            self._seen.add(result.frame)
-            self.eta.step()
-            self._panel.progress.setValue(self.eta.done)
-            running = self._jobs.current
-            if running is not None and running.cancelled:
-                text = f"Cancelling: frame {result.frame} done, stopping..."
-            else:
-                text = f"Frame {result.frame}: " + self.eta.text()
-            self._panel.status.setText(text)
+        self.frame_done(result.frame)
 
     def _finished(self, job: Job) -> None:
         if not job.started:
             return  # dropped from the queue before it ran
         if job.kind == "repropagate" and not job.cancelled:
             self.corrections.clear()  # done (or failed: do not retry forever)
-        self._writer.close_step()
-        done = self.eta.done if self.eta else 0
-        what = "Cancelled" if job.cancelled else ("Failed" if job.error else "Done")
-        self._panel.status.setText(f"{what}: {done} frames written")
-        if done:
-            self._on_written(done)
+        self.end(job)

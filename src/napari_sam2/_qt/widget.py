@@ -14,6 +14,7 @@ needs explicitly:
   :class:`~napari_sam2._qt.propagation.Propagation`,
   :class:`~napari_sam2._qt.prompt_sync.PromptSync` and
   :class:`~napari_sam2._qt.session_store.SessionStore`;
+- :class:`~napari_sam2._qt.automatic.Automatic` ("Segment all", "Track all cells");
 - the panels of :mod:`napari_sam2._qt.panels`.
 
 The widget itself chooses the image, loads models, opens sessions and offers
@@ -38,6 +39,7 @@ from ..errors import InputError, Sam2Error, one_line
 from ..files.output_rules import check_session_folder
 from ..files.session_files import session_id_of
 from ..files.stacks import Stack, frame_index
+from .automatic import Automatic, AutomaticPanel
 from .controller import Sam2Controller
 from .jobs import Job, JobQueue
 from .label_writer import LabelWriter
@@ -110,6 +112,17 @@ class Sam2Widget(QWidget):
             self.layers,
             self.prompts,
             self.session_panel,
+            on_error=self._error,
+        )
+        self.automatic_panel = AutomaticPanel()
+        self.automatic = Automatic(
+            self.viewer,
+            self.controller,
+            self.jobs,
+            self.layers,
+            self.propagation,
+            self.prompts,
+            self.automatic_panel,
             on_error=self._error,
         )
         self._build_layout()
@@ -261,8 +274,44 @@ class Sam2Widget(QWidget):
         self.propagation.run(direction, first, last)
         self._maybe_wait(wait)
 
+    def segment_all(self, frame: int | None = None, config=None, wait: bool = True):
+        """Every new cell the mask generator finds on ``frame`` (default: current) as an object.
+
+        Each cell at most ``config.new_overlap`` labelled already becomes an
+        object with an id above every label in the layer, with its unlabelled
+        pixels as mask prompt; painted labels are never overwritten.
+        ``config``: a :class:`~napari_sam2.tracking.decisions.TrackConfig`
+        (its ``generator`` settings and new-cell rule). Returns the new ids
+        when ``wait``, else None.
+        """
+        self._need_layers()
+        frame = self.current_frame() if frame is None else frame
+        self._check_inside("segment_all", frame, [])
+        self.automatic.segment_all(int(frame), config)
+        self._maybe_wait(wait)
+        return list(self.automatic.new_ids) if wait else None
+
+    def track_all_cells(self, start: int | None = None, config=None, wait: bool = True):
+        """Find, track and link every cell from ``start`` (default: current frame) to the end.
+
+        Runs on its own session (objects are untouched); frames are written as
+        they are final, with ids above every label in the layer and into
+        background pixels only; the run is one undo step; :meth:`cancel`
+        stops it. A complete run adds a Tracks layer with the division graph.
+        ``config``: a :class:`~napari_sam2.tracking.decisions.TrackConfig`.
+        Returns the :class:`~napari_sam2.tracking.tracker.TrackingResult`
+        (ids from 1; written as ``widget.automatic.offset`` + id) when
+        ``wait``, else None.
+        """
+        self._need_layers()
+        start = self.current_frame() if start is None else start
+        self._check_inside("track_all_cells", start, [])
+        self.automatic.track_all_cells(int(start), config)
+        self._maybe_wait(wait)
+        return self.automatic.result if wait else None
+
     def cancel(self) -> None:
-        """Stop propagation after the frame being computed; frames written stay."""
+        """Stop propagation or "Track all cells" after the frame being computed; frames written stay."""
         self.propagation.cancel()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -386,6 +435,7 @@ class Sam2Widget(QWidget):
             col.addWidget(section)
         for panel in (self.objects_panel, self.propagate_panel, self.session_panel):
             col.addWidget(panel)
+        self._add_automatic_section(col)
         col.setSpacing(2)
         col.setContentsMargins(4, 2, 4, 2)
         col.addStretch(1)
@@ -403,6 +453,22 @@ class Sam2Widget(QWidget):
         bar = scroll.verticalScrollBar().sizeHint().width()
         self.setMinimumWidth(max(320, inner.minimumSizeHint().width() + bar + 4))
         self._inner = inner
+
+    def _add_automatic_section(self, col) -> None:
+        """The Automatic panel, folded at first so that the dock still fits 1366 x 768."""
+        from superqt import QCollapsible
+
+        panel = self.automatic_panel
+        section = QCollapsible(panel.title())
+        section.layout().setContentsMargins(0, 0, 0, 0)
+        panel.setTitle("")
+        section.addWidget(panel)
+        section.collapse(animate=False)
+        panel.setVisible(False)
+        section.toggleButton().toggled.connect(panel.setVisible)
+        section.toggleButton().toggled.connect(section.updateGeometry)
+        self._sections["automatic"] = section
+        col.addWidget(section)
 
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt API)
         hint = self._inner.sizeHint()
@@ -425,6 +491,9 @@ class Sam2Widget(QWidget):
         op.selected.connect(lambda obj: self._guard(self.select_object, obj))
         self.propagate_panel.run.clicked.connect(lambda: self._guard(self.propagate, wait=False))
         self.propagate_panel.cancel.clicked.connect(self.cancel)
+        ap = self.automatic_panel
+        ap.segment_all.clicked.connect(lambda: self._guard(self.segment_all, wait=False))
+        ap.track_all.clicked.connect(lambda: self._guard(self.track_all_cells, wait=False))
         self.session_panel.save.clicked.connect(self._save_clicked)
         self.session_panel.load.clicked.connect(self._load_session_clicked)
         self._download.connect(self._download_progress)
