@@ -14,6 +14,10 @@ needs explicitly:
   :class:`~napari_sam2._qt.propagation.Propagation`,
   :class:`~napari_sam2._qt.prompt_sync.PromptSync` and
   :class:`~napari_sam2._qt.session_store.SessionStore`;
+- "Review and improve": :class:`~napari_sam2._qt.review_panel.ReviewNavigator`
+  (the review queue), :class:`~napari_sam2._qt.effort_panel.EffortTracker`
+  (effort statistics) and :class:`~napari_sam2._qt.finetune.Finetuner`
+  (fine-tuning on sessions);
 - the panels of :mod:`napari_sam2._qt.panels`.
 
 The widget itself chooses the image, loads models, opens sessions and offers
@@ -22,7 +26,9 @@ every action as a method, for scripts and the napari console::
     widget.load_model("sam2.1_hiera_tiny")
     widget.add_point(frame=0, row=120, col=88)
     widget.propagate("both")
+    widget.review.next()          # the most suspicious (frame, object)
     widget.save_session("/data/run1_session")
+    widget.finetune(steps=200)    # a new checkpoint in the model picker
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ from ..files.output_rules import check_session_folder
 from ..files.session_files import session_id_of
 from ..files.stacks import Stack, frame_index
 from .controller import Sam2Controller
+from .effort_panel import EFFORT_FILE, EffortPanel, EffortTracker
+from .finetune import FinetunePanel, Finetuner
 from .jobs import Job, JobQueue
 from .label_writer import LabelWriter
 from .layers import LayerSet, add_box_rows, image_frames, spatial_shape
@@ -53,6 +61,7 @@ from .panels import (
 from .prompt_sync import PromptSync
 from .propagation import KINDS as PROPAGATION_KINDS
 from .propagation import Propagation
+from .review_panel import REVIEW_FILE, ReviewNavigator, ReviewPanel
 from .session_store import SessionStore
 
 
@@ -80,6 +89,9 @@ class Sam2Widget(QWidget):
         self.objects_panel = ObjectsPanel()
         self.propagate_panel = PropagatePanel()
         self.session_panel = SessionPanel()
+        self.review_panel = ReviewPanel()
+        self.effort_panel = EffortPanel()
+        self.finetune_panel = FinetunePanel()
 
         self.writer = LabelWriter(self.layers, self.controller)
         self.propagation = Propagation(
@@ -103,6 +115,25 @@ class Sam2Widget(QWidget):
             auto_repropagate=self.propagate_panel.auto.isChecked,
             on_error=self._error,
         )
+        self.effort = EffortTracker(self.controller, self.layers, self.effort_panel)
+        self.review = ReviewNavigator(
+            self.viewer,
+            self.controller,
+            self.layers,
+            self.review_panel,
+            go_to=self.go_to,
+            on_visit=self.effort.visited,
+        )
+        self.finetuner = Finetuner(
+            self.controller,
+            self.layers,
+            self.model_panel.checkpoint,
+            self.finetune_panel,
+            on_error=self._error,
+        )
+        self.propagation.run_listeners += [self.review.run_started, self.effort.run_started]
+        self.propagation.result_listeners.append(self.review.result)
+        self.prompts.listeners += [self.effort.prompts_synced, self.review.prompts_synced]
         self.sessions = SessionStore(
             self.viewer,
             self.controller,
@@ -111,6 +142,10 @@ class Sam2Widget(QWidget):
             self.prompts,
             self.session_panel,
             on_error=self._error,
+            extra_files=lambda: {
+                EFFORT_FILE: self.effort.to_dict(),
+                REVIEW_FILE: self.review.to_dict(),
+            },
         )
         self._build_layout()
         self._connect()
@@ -220,6 +255,7 @@ class Sam2Widget(QWidget):
         )
         self.jobs.submit(job)
         self.prompts.refresh_objects()
+        self.review.object_removed(obj)
         self._maybe_wait(wait)
 
     def use_painted_mask(
@@ -264,6 +300,49 @@ class Sam2Widget(QWidget):
     def cancel(self) -> None:
         """Stop propagation after the frame being computed; frames written stay."""
         self.propagation.cancel()
+
+    def go_to(self, frame: int, obj_id: int | None = None) -> None:
+        """Show ``frame`` in the viewer and, if given, make ``obj_id`` the current object."""
+        self._need_layers()
+        n = self.layers.num_frames()
+        if not isinstance(frame, (int, np.integer)) or not 0 <= frame < n:
+            raise InputError(f"frame: {frame!r} is not in 0..{n - 1}")
+        labels = self.labels
+        point = list(labels.world_to_data(self.viewer.dims.point))
+        point[self.axis] = float(frame)
+        world = labels.data_to_world(point)
+        offset = self.viewer.dims.ndim - labels.ndim
+        self.viewer.dims.set_point(offset + self.axis, float(world[self.axis]))
+        if obj_id is not None:
+            self.select_object(int(obj_id))
+
+    def effort_stats(self):
+        """The session's annotation effort (:class:`~napari_sam2.review.effort.EffortStats`)."""
+        return self.effort.stats()
+
+    def finetune(
+        self,
+        sessions=(),
+        include_current: bool = True,
+        steps: int = 200,
+        freeze_image_encoder: bool | None = None,
+        wait: bool = True,
+    ) -> Path | None:
+        """Fine-tune the loaded model on this session and saved ``sessions`` folders.
+
+        Runs in a worker thread (napari stays live; ``widget.finetuner.cancel()``
+        stops it). With ``wait``, returns the new checkpoint (in the model
+        picker), or None if the run was cancelled. ``freeze_image_encoder``
+        None: frozen on a CPU.
+        """
+        from ..training.finetune import FinetuneSettings
+
+        settings = FinetuneSettings(steps=steps, freeze_image_encoder=freeze_image_encoder)
+        before = self.finetuner.last_checkpoint
+        self.finetuner.start(sessions, include_current, settings, wait=wait)
+        if not wait or self.finetuner.last_checkpoint == before:
+            return None
+        return self.finetuner.last_checkpoint
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait (keeping napari live) until every queued job is done."""
@@ -341,6 +420,8 @@ class Sam2Widget(QWidget):
             emitter.disconnect(handler)
         self.writer.close_step()
         self.prompts.detach()
+        self.review.detach()
+        self.finetuner.cancel()
         self._close_session_when_idle()
         if wait:
             self.jobs.wait(None, timeout=60)
@@ -384,7 +465,14 @@ class Sam2Widget(QWidget):
             section.toggleButton().toggled.connect(section.updateGeometry)
             self._sections[key] = section
             col.addWidget(section)
-        for panel in (self.objects_panel, self.propagate_panel, self.session_panel):
+        for panel in (
+            self.objects_panel,
+            self.propagate_panel,
+            self.review_panel,
+            self.session_panel,
+            self.effort_panel,
+            self.finetune_panel,
+        ):
             col.addWidget(panel)
         col.setSpacing(2)
         col.setContentsMargins(4, 2, 4, 2)
@@ -629,6 +717,7 @@ class Sam2Widget(QWidget):
 
     def _attach(self) -> None:
         self.prompts.attach()
+        self.effort.attached(self.prompts.current_prompts())
         self.propagate_panel.set_frames(self.layers.num_frames())
 
     def _close_session_when_idle(self) -> None:
@@ -736,6 +825,9 @@ class Sam2Widget(QWidget):
         self.jobs.wait(None)
         self.controller.close_session()
         self._saved_reached = self.sessions.restore_layers(saved)
+        restored = self.prompts.current_prompts()
+        self.effort.restored(saved.effort, restored, self.controller.session_id)
+        self.review.restored(saved.review, self.controller.session_id)
         # The next session opened replays the prompts without writing labels, even
         # if the session's model cannot be loaded and the user loads another.
         self._restoring = True
