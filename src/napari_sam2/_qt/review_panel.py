@@ -112,7 +112,8 @@ class ReviewNavigator:
     """The session's review queue, fed by propagation and walked from the panel or the keys.
 
     ``go_to(frame, obj)`` moves the viewer and selects the object (the widget's
-    doing); ``on_visit(frame, obj)`` is told each jump (effort statistics).
+    doing); ``on_visit(frame, obj)`` is told each jump (effort statistics);
+    ``on_count(n)`` each time the number of open pairs is shown.
     """
 
     def __init__(
@@ -123,6 +124,7 @@ class ReviewNavigator:
         panel: ReviewPanel,
         go_to: Callable[[int, int], None],
         on_visit: Callable[[int, int], None] | None = None,
+        on_count: Callable[[int], None] | None = None,
     ) -> None:
         self._viewer = viewer
         self._controller = controller
@@ -130,6 +132,7 @@ class ReviewNavigator:
         self._panel = panel
         self._go_to = go_to
         self._on_visit = on_visit
+        self._on_count = on_count
         self._session_id: str | None = None
         self.review = SessionReview()
         panel.next.clicked.connect(self.next)
@@ -211,6 +214,8 @@ class ReviewNavigator:
         self._panel.show_items(
             self.review.items(ROWS), len(self.review), None if current is None else current.key
         )
+        if self._on_count is not None:
+            self._on_count(len(self.review))
 
     # -- internals ------------------------------------------------------------
 

@@ -123,6 +123,7 @@ class Sam2Widget(QWidget):
             self.review_panel,
             go_to=self.go_to,
             on_visit=self.effort.visited,
+            on_count=lambda n: self._sections["review"].setText(f"Review: {n} to check"),
         )
         self.finetuner = Finetuner(
             self.controller,
@@ -465,15 +466,9 @@ class Sam2Widget(QWidget):
             section.toggleButton().toggled.connect(section.updateGeometry)
             self._sections[key] = section
             col.addWidget(section)
-        for panel in (
-            self.objects_panel,
-            self.propagate_panel,
-            self.review_panel,
-            self.session_panel,
-            self.effort_panel,
-            self.finetune_panel,
-        ):
+        for panel in (self.objects_panel, self.propagate_panel, self.session_panel):
             col.addWidget(panel)
+        self._add_review_sections(col)
         col.setSpacing(2)
         col.setContentsMargins(4, 2, 4, 2)
         col.addStretch(1)
@@ -491,6 +486,26 @@ class Sam2Widget(QWidget):
         bar = scroll.verticalScrollBar().sizeHint().width()
         self.setMinimumWidth(max(320, inner.minimumSizeHint().width() + bar + 4))
         self._inner = inner
+
+    def _add_review_sections(self, col) -> None:
+        """Review, Effort and Improve the model: folded at first, so the dock still fits."""
+        from superqt import QCollapsible
+
+        for key, panel in (
+            ("review", self.review_panel),
+            ("effort", self.effort_panel),
+            ("finetune", self.finetune_panel),
+        ):
+            section = QCollapsible(panel.title())
+            section.layout().setContentsMargins(0, 0, 0, 0)
+            panel.setTitle("")
+            section.addWidget(panel)
+            section.collapse(animate=False)
+            panel.setVisible(False)
+            section.toggleButton().toggled.connect(panel.setVisible)
+            section.toggleButton().toggled.connect(section.updateGeometry)
+            self._sections[key] = section
+            col.addWidget(section)
 
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt API)
         hint = self._inner.sizeHint()

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from ..errors import InputError
 from .queue import ReviewItem, ReviewQueue
 from .score import SuspicionWeights
 
@@ -124,8 +125,6 @@ class SessionReview:
     @classmethod
     def from_dict(cls, data: dict, source: str = "review queue") -> SessionReview:
         """The inverse of :meth:`to_dict`; InputError naming ``source`` if malformed."""
-        from ..errors import InputError
-
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise InputError(f"{source}: not a napari-sam2 review queue")
         if data.get("version") != VERSION:
