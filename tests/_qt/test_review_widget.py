@@ -42,7 +42,7 @@ def _sha(path) -> str:
 # --------------------------------------------------------------------------- review queue
 
 
-def test_review_queue_lists_jumps_and_follows_a_correction(make_widget):
+def test_review_queue_lists_jumps_and_follows_a_correction(make_widget, qtbot):
     viewer, widget = make_widget()
     _two_objects(widget, frame=2)
     widget.propagate("both")
@@ -54,7 +54,9 @@ def test_review_queue_lists_jumps_and_follows_a_correction(make_widget):
         (2, 1),
         (2, 2),
     }
-    assert widget.review_panel.table.rowCount() == len(items)
+    table = widget.review_panel.table
+    qtbot.waitUntil(lambda: table.rowCount() == len(items), timeout=TIMEOUT_MS)
+    assert widget._sections["review"].text() == f"Review: {len(items)} to check"
 
     first = widget.review.next()
     assert first.key == items[0].key
@@ -80,7 +82,7 @@ def test_review_queue_lists_jumps_and_follows_a_correction(make_widget):
     keys = {it.key for it in widget.review.items()}
     assert (frame, obj) not in keys
     assert all(widget.review.review.queue.score(t, obj) is not None for t in seen if t != frame)
-    assert widget.review_panel.table.rowCount() == len(keys)
+    qtbot.waitUntil(lambda: table.rowCount() == len(keys), timeout=TIMEOUT_MS)
 
     # Removing an object removes its pairs.
     widget.remove_object(2)

@@ -312,7 +312,17 @@ class Finetuner:
         except InputError as exc:
             self._on_error(exc)
 
+    def _alive(self) -> bool:
+        """False once Qt deleted the panel (the widget closed while training ran)."""
+        try:
+            self._panel.objectName()
+        except RuntimeError:
+            return False
+        return True
+
     def _progressed(self, step: int, total: int, loss: float) -> None:
+        if not self._alive():
+            return
         elapsed = time.monotonic() - self._start_time
         left = elapsed / max(step, 1) * (total - step)
         self._panel.progress.setValue(step)
@@ -323,22 +333,29 @@ class Finetuner:
         )
 
     def _returned(self, path) -> None:
+        if path is not None:
+            self.last_checkpoint = Path(path)
+        if not self._alive():
+            return
         if path is None:
             self._panel.status.setText("Cancelled: no checkpoint written")
             return
-        self.last_checkpoint = Path(path)
         self.refresh_picker()
         self._panel.status.setText(
             f"Done: {Path(path).stem} is in the model picker (load it to use it)"
         )
 
     def _errored(self, exc: BaseException) -> None:
+        if not self._alive():
+            return
         self._panel.status.setText("Failed: no checkpoint written")
         self._on_error(exc)
 
     def _finished(self) -> None:
         self._worker = None
         self._stop = False
+        if not self._alive():
+            return
         panel = self._panel
         panel.run.setEnabled(True)
         panel.cancel.setEnabled(False)

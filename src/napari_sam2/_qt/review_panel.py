@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from qtpy.QtCore import Qt, Signal
+from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QGroupBox,
@@ -39,6 +39,7 @@ __all__ = ["NEXT_KEY", "PREVIOUS_KEY", "REVIEW_FILE", "ReviewNavigator", "Review
 
 NEXT_KEY, PREVIOUS_KEY = ".", ","
 ROWS = 200  # rows listed (the queue itself keeps every pair)
+REFRESH_MS = 200  # the list is rebuilt this long after the last propagated frame
 
 
 def why(item: ReviewItem) -> str:
@@ -139,8 +140,13 @@ class ReviewNavigator:
         panel.previous.clicked.connect(self.previous)
         panel.accept.clicked.connect(self.accept)
         panel.chosen.connect(self.show_pair)
-        viewer.bind_key(NEXT_KEY, lambda v: self.next(), overwrite=True)
-        viewer.bind_key(PREVIOUS_KEY, lambda v: self.previous(), overwrite=True)
+        # Frames arrive many per second: the table is rebuilt once they pause.
+        self._timer = QTimer(panel)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(REFRESH_MS)
+        self._timer.timeout.connect(self.refresh)
+        viewer.bind_key(NEXT_KEY, self._next_key, overwrite=True)
+        viewer.bind_key(PREVIOUS_KEY, self._previous_key, overwrite=True)
 
     def detach(self) -> None:
         """Stop answering the viewer's keys (the widget closes)."""
@@ -154,10 +160,11 @@ class ReviewNavigator:
         self.review.run_started()
 
     def result(self, result, reverse: bool) -> None:
-        """A propagated frame was written: score it and list the queue again."""
+        """A propagated frame was written: score it; the list follows shortly."""
         self._same_session()
         self.review.observe(result, reverse)
-        self.refresh()
+        if not self._timer.isActive():
+            self._timer.start()
 
     def prompts_synced(self, prompts: dict) -> None:
         """Prompted (frame, object) pairs are the user's own answer: they leave the queue."""
@@ -210,6 +217,8 @@ class ReviewNavigator:
             self._show(item)
 
     def refresh(self) -> None:
+        """List the queue now."""
+        self._timer.stop()
         current = self.review.current
         self._panel.show_items(
             self.review.items(ROWS), len(self.review), None if current is None else current.key
@@ -218,6 +227,12 @@ class ReviewNavigator:
             self._on_count(len(self.review))
 
     # -- internals ------------------------------------------------------------
+
+    def _next_key(self, viewer) -> None:
+        self.next()
+
+    def _previous_key(self, viewer) -> None:
+        self.previous()
 
     def _show(self, item: ReviewItem | None) -> ReviewItem | None:
         if item is not None:
