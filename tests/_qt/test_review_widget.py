@@ -72,8 +72,15 @@ def test_review_queue_lists_jumps_and_follows_a_correction(make_widget, qtbot):
     widget.review.accept()
     assert first.key not in {it.key for it in widget.review.items()}
 
-    # A correction on the current pair: out of the queue, re-propagated, re-scored.
-    frame, obj = widget.review.review.current.key
+    # A row clicked jumps there; a correction there (a middle frame, so that
+    # something lies beyond it): out of the queue, re-propagated, re-scored.
+    target = next(it for it in widget.review.items() if it.frame in (1, 3))
+    row = [it.key for it in widget.review.items()].index(target.key)
+    table.cellClicked.emit(row, 0)
+    assert widget.review.review.current.key == target.key
+    assert widget.current_frame() == target.frame
+    frame, obj = target.key
+    before = dict(widget.review.review.queue.scores())
     seen = []
     widget.propagation.result_listeners.append(lambda r, rev: seen.append(r.frame))
     widget.add_point(frame, 30, 30, obj_id=obj)
@@ -81,7 +88,8 @@ def test_review_queue_lists_jumps_and_follows_a_correction(make_widget, qtbot):
     assert seen, "the correction re-propagated"
     keys = {it.key for it in widget.review.items()}
     assert (frame, obj) not in keys
-    assert all(widget.review.review.queue.score(t, obj) is not None for t in seen if t != frame)
+    after = widget.review.review.queue.scores()
+    assert any(after[(t, obj)] != before[(t, obj)] for t in seen if t != frame)
     qtbot.waitUntil(lambda: table.rowCount() == len(keys), timeout=TIMEOUT_MS)
 
     # Removing an object removes its pairs.

@@ -113,6 +113,11 @@ def test_session_review_ranks_worst_first_and_prompted_pairs_leave():
     assert (2, 2) not in [it.key for it in review.items()]
     # The next item is the one now first in the queue.
     assert review.next().key == review.items()[0].key
+    # A listed pair can be jumped to; a closed one cannot.
+    last = review.items()[-1]
+    assert review.move_to(*last.key) == last and review.current == last
+    assert review.move_to(2, 2) is None and review.current == last
+    assert review.previous().key == review.items()[-2].key
 
 
 def test_session_review_scores_disagreement_and_skips_unpredicted_objects():
