@@ -167,7 +167,7 @@ def test_cancelled_finetune_leaves_no_file_and_no_picker_entry(make_widget, chec
     before = _sha(checkpoint)
     _two_objects(widget)
     widget.propagate("both")  # every frame labelled: clips may start anywhere
-    widget.finetune(steps=20, wait=False)
+    widget.finetune(steps=20, clip_length=2, wait=False)
     assert widget.finetuner.running
     qtbot.waitUntil(lambda: widget.finetune_panel.progress.value() >= 1, timeout=10 * TIMEOUT_MS)
     widget.add_point(1, 20, 20, obj_id=1)  # the widget keeps working meanwhile
@@ -185,7 +185,7 @@ def test_finetune_two_steps_appears_in_the_picker_and_loads(make_widget, checkpo
     before = _sha(checkpoint)
     _two_objects(widget)
     widget.propagate("both")
-    path = widget.finetune(steps=2)
+    path = widget.finetune(steps=2, clip_length=2)
     assert path is not None and path.is_file(), errors
     assert _sha(checkpoint) == before  # the old checkpoint is untouched
     [(name, where, tip)] = widget.finetuner.entries()

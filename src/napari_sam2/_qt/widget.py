@@ -327,6 +327,7 @@ class Sam2Widget(QWidget):
         include_current: bool = True,
         steps: int = 200,
         freeze_image_encoder: bool | None = None,
+        clip_length: int = 8,
         wait: bool = True,
     ) -> Path | None:
         """Fine-tune the loaded model on this session and saved ``sessions`` folders.
@@ -334,11 +335,13 @@ class Sam2Widget(QWidget):
         Runs in a worker thread (napari stays live; ``widget.finetuner.cancel()``
         stops it). With ``wait``, returns the new checkpoint (in the model
         picker), or None if the run was cancelled. ``freeze_image_encoder``
-        None: frozen on a CPU.
+        None: frozen on a CPU; ``clip_length``: frames per training clip.
         """
         from ..training.finetune import FinetuneSettings
 
-        settings = FinetuneSettings(steps=steps, freeze_image_encoder=freeze_image_encoder)
+        settings = FinetuneSettings(
+            steps=steps, freeze_image_encoder=freeze_image_encoder, clip_length=clip_length
+        )
         before = self.finetuner.last_checkpoint
         self.finetuner.start(sessions, include_current, settings, wait=wait)
         if not wait or self.finetuner.last_checkpoint == before:
