@@ -165,7 +165,9 @@ def test_scripted_session_counts_exactly_and_survives_save_and_load(make_widget,
 # --------------------------------------------------------------------------- fine-tuning
 
 
-def test_cancelled_finetune_leaves_no_file_and_no_picker_entry(make_widget, checkpoint, qtbot):
+def test_cancelled_finetune_leaves_no_file_and_no_picker_entry(
+    make_widget, checkpoint, qtbot, errors
+):
     viewer, widget = make_widget()
     before = _sha(checkpoint)
     _two_objects(widget)
@@ -179,7 +181,7 @@ def test_cancelled_finetune_leaves_no_file_and_no_picker_entry(make_widget, chec
     assert widget.finetuner.entries() == []
     folder = widget.finetuner._folder()
     assert not folder.exists() or list(folder.iterdir()) == []
-    assert "Cancelled" in widget.finetune_panel.status.text()
+    assert "Cancelled" in widget.finetune_panel.status.text(), errors
     assert _sha(checkpoint) == before
 
 

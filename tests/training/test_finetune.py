@@ -136,3 +136,13 @@ def test_cli_train_sessions_fine_tunes_from_a_model_with_the_encoder_frozen(micr
     enc = [k for k in micro.state_dict() if k.startswith("image_encoder.")]
     assert all(torch.equal(tuned.state_dict()[k], micro.state_dict()[k]) for k in enc)
     assert main(["train", "--sessions", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_short_clips_always_predict_a_frame():
+    from napari_sam2.training.config import TrainConfig
+    from napari_sam2.training.rollout import plan_clip
+
+    cfg = TrainConfig()
+    for seed in range(200):
+        plan = plan_clip(2, cfg, np.random.default_rng(seed))
+        assert len(plan.init_frames) == 1, plan  # frame 1 is predicted from memory
