@@ -56,7 +56,7 @@ def test_review_queue_lists_jumps_and_follows_a_correction(make_widget, qtbot):
     }
     table = widget.review_panel.table
     qtbot.waitUntil(lambda: table.rowCount() == len(items), timeout=TIMEOUT_MS)
-    assert widget._sections["review"].text() == f"Review: {len(items)} to check"
+    assert widget._sections["review"].text() == f"Review and improve: {len(items)} to check"
 
     first = widget.review.next()
     assert first.key == items[0].key

@@ -123,7 +123,9 @@ class Sam2Widget(QWidget):
             self.review_panel,
             go_to=self.go_to,
             on_visit=self.effort.visited,
-            on_count=lambda n: self._sections["review"].setText(f"Review: {n} to check"),
+            on_count=lambda n: self._sections["review"].setText(
+                f"Review and improve: {n} to check"
+            ),
         )
         self.finetuner = Finetuner(
             self.controller,
@@ -491,24 +493,24 @@ class Sam2Widget(QWidget):
         self._inner = inner
 
     def _add_review_sections(self, col) -> None:
-        """Review, Effort and Improve the model: folded at first, so the dock still fits."""
+        """Review, Effort and Improve the model in one section, folded at first (the dock fits)."""
         from superqt import QCollapsible
 
-        for key, panel in (
-            ("review", self.review_panel),
-            ("effort", self.effort_panel),
-            ("finetune", self.finetune_panel),
-        ):
-            section = QCollapsible(panel.title())
-            section.layout().setContentsMargins(0, 0, 0, 0)
-            panel.setTitle("")
-            section.addWidget(panel)
-            section.collapse(animate=False)
-            panel.setVisible(False)
-            section.toggleButton().toggled.connect(panel.setVisible)
-            section.toggleButton().toggled.connect(section.updateGeometry)
-            self._sections[key] = section
-            col.addWidget(section)
+        box = QWidget()
+        inner = QVBoxLayout(box)
+        inner.setContentsMargins(0, 0, 0, 0)
+        inner.setSpacing(2)
+        for panel in (self.review_panel, self.effort_panel, self.finetune_panel):
+            inner.addWidget(panel)
+        section = QCollapsible("Review and improve")
+        section.layout().setContentsMargins(0, 0, 0, 0)
+        section.addWidget(box)
+        section.collapse(animate=False)
+        box.setVisible(False)
+        section.toggleButton().toggled.connect(box.setVisible)
+        section.toggleButton().toggled.connect(section.updateGeometry)
+        self._sections["review"] = section
+        col.addWidget(section)
 
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt API)
         hint = self._inner.sizeHint()
