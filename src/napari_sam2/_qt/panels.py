@@ -124,12 +124,15 @@ class ModelPanel(QGroupBox):
         """The registry name or the local file path chosen."""
         if self.checkpoint.currentText() == LOCAL_FILE:
             return self.path.text().strip()
-        return self.checkpoint.currentText()
+        # Entries added by other parts (fine-tuned checkpoints) carry their path.
+        return self.checkpoint.currentData() or self.checkpoint.currentText()
 
     def show_loaded(self, source: str, device: str, precision: str, image_size: int) -> None:
         """Make the boxes say what is loaded (e.g. after a session brought its own model)."""
         names = [self.checkpoint.itemText(i) for i in range(self.checkpoint.count())]
-        if source in names:
+        if self.checkpoint.findData(str(source)) >= 0:
+            self.checkpoint.setCurrentIndex(self.checkpoint.findData(str(source)))
+        elif source in names:
             self.checkpoint.setCurrentText(source)
         else:
             self.checkpoint.setCurrentText(LOCAL_FILE)

@@ -60,6 +60,9 @@ class PromptSync:
         self._auto = auto_repropagate
         self._on_error = on_error
         self._quiet = False  # True while the widget edits the prompt layers itself
+        # Called with the prompts per (frame, object) each time they are synced
+        # (the effort statistics and the review queue follow the edits).
+        self.listeners: list[Callable[[dict], None]] = []
 
     @contextmanager
     def quiet(self) -> Iterator[None]:
@@ -179,6 +182,8 @@ class PromptSync:
         if lay.points is None or lay.boxes is None:
             return
         current = self.current_prompts()
+        for listener in self.listeners:
+            listener(current)
         known = set(ctrl.objects)
         if ctrl.session is None:
             for _, obj in current:

@@ -25,7 +25,10 @@ class Propagation:
     """Runs propagations and re-propagations; reports progress in ``panel``.
 
     ``on_error(exc)`` shows a failure; ``on_written(n)`` is called after a run
-    that wrote ``n`` > 0 frames (the widget autosaves then).
+    that wrote ``n`` > 0 frames (the widget autosaves then). Other parts of the
+    widget follow the runs through ``run_listeners`` (called with the run's
+    passes when it starts) and ``result_listeners`` (called with each
+    ``(FrameResult, reverse)`` after it is written).
     """
 
     def __init__(
@@ -48,6 +51,8 @@ class Propagation:
         self.corrections: list[tuple[int, bool | None]] = []  # not yet re-propagated
         self.eta: Eta | None = None
         self._seen: set[int] = set()
+        self.run_listeners: list[Callable[[list], None]] = []
+        self.result_listeners: list[Callable[[object, bool], None]] = []
 
     def run(self, direction: str, first: int | None = None, last: int | None = None) -> None:
         """Track every object from the prompted frames over [first, last] (default: the panel's)."""
@@ -95,12 +100,17 @@ class Propagation:
             kind,
             self._controller.propagate,
             (passes,),
-            on_start=lambda: self.begin(total),
+            on_start=lambda: self._started(total, passes),
             on_yield=self._arrived,
             on_error=self._on_error,
             on_finish=lambda: self._finished(job),
         )
         return self._jobs.submit(job)
+
+    def _started(self, total: int, passes) -> None:
+        self.begin(total)
+        for listener in self.run_listeners:
+            listener(list(passes))
 
     # -- progress, shared with automatic tracking -------------------------------
 
@@ -143,6 +153,8 @@ class Propagation:
         result, reverse = item
         self._writer.write(result, result.predicted_ids())
         self._controller.record_reached(result, reverse)
+        for listener in self.result_listeners:
+            listener(result, reverse)
         self.frame_done(result.frame)
 
     def _finished(self, job: Job) -> None:

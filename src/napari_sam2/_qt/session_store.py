@@ -2,8 +2,9 @@
 
 A session folder holds ``points.csv``, ``boxes.csv`` and ``mask_prompts.tif``
 (:mod:`napari_sam2.files.prompt_files`), ``labels.tif`` and ``session.json``
-(:mod:`napari_sam2.files.session_files`). Files are written in a worker from a
-snapshot taken on the UI thread.
+(:mod:`napari_sam2.files.session_files`), and the JSON files other parts of the
+widget keep there (``effort.json``, ``review.json``: ``extra_files``). Files are
+written in a worker from a snapshot taken on the UI thread.
 """
 
 from __future__ import annotations
@@ -39,8 +40,10 @@ class SessionStore:
         prompts: PromptSync,
         panel,
         on_error: Callable[[BaseException], None],
+        extra_files: Callable[[], dict[str, dict | None]] | None = None,
     ) -> None:
         self._viewer = viewer
+        self._extra_files = extra_files
         self._controller = controller
         self._jobs = jobs
         self._layers = layers
@@ -96,10 +99,15 @@ class SessionStore:
             },
         )
 
+        extra = self._extra_files() if self._extra_files is not None else {}
+
         def work():
             folder.mkdir(parents=True, exist_ok=True)
             write_prompts(folder, prompts)
             write_label_tiff(folder / LABELS_FILE, labels)
+            for name, data in extra.items():
+                if data is not None:
+                    _write_json(folder / name, data)
             write_session_json(folder, meta)
             return folder
 
@@ -151,6 +159,15 @@ class SessionStore:
         self._prompts.restyle()
         self._panel.show_folder(saved.folder)
         return {o: dict(f) for o, f in saved.reached.items()}
+
+
+def _write_json(path: Path, data: dict) -> None:
+    import json
+
+    from ..files.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
 
 
 def _masks_from_volume(volume) -> dict:

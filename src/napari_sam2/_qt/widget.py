@@ -15,6 +15,10 @@ needs explicitly:
   :class:`~napari_sam2._qt.prompt_sync.PromptSync` and
   :class:`~napari_sam2._qt.session_store.SessionStore`;
 - :class:`~napari_sam2._qt.automatic.Automatic` ("Segment all", "Track all cells");
+- "Review and improve": :class:`~napari_sam2._qt.review_panel.ReviewNavigator`
+  (the review queue), :class:`~napari_sam2._qt.effort_panel.EffortTracker`
+  (effort statistics) and :class:`~napari_sam2._qt.finetune.Finetuner`
+  (fine-tuning on sessions);
 - the panels of :mod:`napari_sam2._qt.panels`.
 
 The widget itself chooses the image, loads models, opens sessions and offers
@@ -23,7 +27,9 @@ every action as a method, for scripts and the napari console::
     widget.load_model("sam2.1_hiera_tiny")
     widget.add_point(frame=0, row=120, col=88)
     widget.propagate("both")
+    widget.review.next()          # the most suspicious (frame, object)
     widget.save_session("/data/run1_session")
+    widget.finetune(steps=200)    # a new checkpoint in the model picker
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ from ..files.session_files import session_id_of
 from ..files.stacks import Stack, frame_index
 from .automatic import Automatic, AutomaticPanel
 from .controller import Sam2Controller
+from .effort_panel import EFFORT_FILE, EffortPanel, EffortTracker
+from .finetune import FinetunePanel, Finetuner
 from .jobs import Job, JobQueue
 from .label_writer import LabelWriter
 from .layers import LayerSet, add_box_rows, image_frames, spatial_shape
@@ -55,6 +63,7 @@ from .panels import (
 from .prompt_sync import PromptSync
 from .propagation import KINDS as PROPAGATION_KINDS
 from .propagation import Propagation
+from .review_panel import REVIEW_FILE, ReviewNavigator, ReviewPanel
 from .session_store import SessionStore
 
 
@@ -82,6 +91,9 @@ class Sam2Widget(QWidget):
         self.objects_panel = ObjectsPanel()
         self.propagate_panel = PropagatePanel()
         self.session_panel = SessionPanel()
+        self.review_panel = ReviewPanel()
+        self.effort_panel = EffortPanel()
+        self.finetune_panel = FinetunePanel()
 
         self.writer = LabelWriter(self.layers, self.controller)
         self.propagation = Propagation(
@@ -105,6 +117,28 @@ class Sam2Widget(QWidget):
             auto_repropagate=self.propagate_panel.auto.isChecked,
             on_error=self._error,
         )
+        self.effort = EffortTracker(self.controller, self.layers, self.effort_panel)
+        self.review = ReviewNavigator(
+            self.viewer,
+            self.controller,
+            self.layers,
+            self.review_panel,
+            go_to=self.go_to,
+            on_visit=self.effort.visited,
+            on_count=lambda n: self._sections["review"].setText(
+                f"Review and improve: {n} to check"
+            ),
+        )
+        self.finetuner = Finetuner(
+            self.controller,
+            self.layers,
+            self.model_panel.checkpoint,
+            self.finetune_panel,
+            on_error=self._error,
+        )
+        self.propagation.run_listeners += [self.review.run_started, self.effort.run_started]
+        self.propagation.result_listeners.append(self.review.result)
+        self.prompts.listeners += [self.effort.prompts_synced, self.review.prompts_synced]
         self.sessions = SessionStore(
             self.viewer,
             self.controller,
@@ -113,6 +147,10 @@ class Sam2Widget(QWidget):
             self.prompts,
             self.session_panel,
             on_error=self._error,
+            extra_files=lambda: {
+                EFFORT_FILE: self.effort.to_dict(),
+                REVIEW_FILE: self.review.to_dict(),
+            },
         )
         self.automatic_panel = AutomaticPanel()
         self.automatic = Automatic(
@@ -233,6 +271,7 @@ class Sam2Widget(QWidget):
         )
         self.jobs.submit(job)
         self.prompts.refresh_objects()
+        self.review.object_removed(obj)
         self._maybe_wait(wait)
 
     def use_painted_mask(
@@ -314,6 +353,52 @@ class Sam2Widget(QWidget):
         """Stop propagation or "Track all cells" after the frame being computed; frames written stay."""
         self.propagation.cancel()
 
+    def go_to(self, frame: int, obj_id: int | None = None) -> None:
+        """Show ``frame`` in the viewer and, if given, make ``obj_id`` the current object."""
+        self._need_layers()
+        n = self.layers.num_frames()
+        if not isinstance(frame, (int, np.integer)) or not 0 <= frame < n:
+            raise InputError(f"frame: {frame!r} is not in 0..{n - 1}")
+        labels = self.labels
+        point = list(labels.world_to_data(self.viewer.dims.point))
+        point[self.axis] = float(frame)
+        world = labels.data_to_world(point)
+        offset = self.viewer.dims.ndim - labels.ndim
+        self.viewer.dims.set_point(offset + self.axis, float(world[self.axis]))
+        if obj_id is not None:
+            self.select_object(int(obj_id))
+
+    def effort_stats(self):
+        """The session's annotation effort (:class:`~napari_sam2.review.effort.EffortStats`)."""
+        return self.effort.stats()
+
+    def finetune(
+        self,
+        sessions=(),
+        include_current: bool = True,
+        steps: int = 200,
+        freeze_image_encoder: bool | None = None,
+        clip_length: int = 8,
+        wait: bool = True,
+    ) -> Path | None:
+        """Fine-tune the loaded model on this session and saved ``sessions`` folders.
+
+        Runs in a worker thread (napari stays live; ``widget.finetuner.cancel()``
+        stops it). With ``wait``, returns the new checkpoint (in the model
+        picker), or None if the run was cancelled. ``freeze_image_encoder``
+        None: frozen on a CPU; ``clip_length``: frames per training clip.
+        """
+        from ..training.finetune import FinetuneSettings
+
+        settings = FinetuneSettings(
+            steps=steps, freeze_image_encoder=freeze_image_encoder, clip_length=clip_length
+        )
+        before = self.finetuner.last_checkpoint
+        self.finetuner.start(sessions, include_current, settings, wait=wait)
+        if not wait or self.finetuner.last_checkpoint == before:
+            return None
+        return self.finetuner.last_checkpoint
+
     def wait(self, timeout: float | None = None) -> bool:
         """Wait (keeping napari live) until every queued job is done."""
         return self.jobs.wait(None, timeout)
@@ -390,6 +475,8 @@ class Sam2Widget(QWidget):
             emitter.disconnect(handler)
         self.writer.close_step()
         self.prompts.detach()
+        self.review.detach()
+        self.finetuner.cancel()
         self._close_session_when_idle()
         if wait:
             self.jobs.wait(None, timeout=60)
@@ -435,7 +522,12 @@ class Sam2Widget(QWidget):
             col.addWidget(section)
         for panel in (self.objects_panel, self.propagate_panel, self.session_panel):
             col.addWidget(panel)
-        self._add_automatic_section(col)
+        panel = self.automatic_panel
+        title = panel.title()
+        panel.setTitle("")
+        col.addWidget(self._folded_section("automatic", title, [panel]))
+        panels = [self.review_panel, self.effort_panel, self.finetune_panel]
+        col.addWidget(self._folded_section("review", "Review and improve", panels))
         col.setSpacing(2)
         col.setContentsMargins(4, 2, 4, 2)
         col.addStretch(1)
@@ -454,21 +546,25 @@ class Sam2Widget(QWidget):
         self.setMinimumWidth(max(320, inner.minimumSizeHint().width() + bar + 4))
         self._inner = inner
 
-    def _add_automatic_section(self, col) -> None:
-        """The Automatic panel, folded at first so that the dock still fits 1366 x 768."""
+    def _folded_section(self, key: str, title: str, panels) -> QWidget:
+        """``panels`` in one section that starts folded (the dock fits 1366 x 768)."""
         from superqt import QCollapsible
 
-        panel = self.automatic_panel
-        section = QCollapsible(panel.title())
+        box = QWidget()
+        inner = QVBoxLayout(box)
+        inner.setContentsMargins(0, 0, 0, 0)
+        inner.setSpacing(2)
+        for panel in panels:
+            inner.addWidget(panel)
+        section = QCollapsible(title)
         section.layout().setContentsMargins(0, 0, 0, 0)
-        panel.setTitle("")
-        section.addWidget(panel)
+        section.addWidget(box)
         section.collapse(animate=False)
-        panel.setVisible(False)
-        section.toggleButton().toggled.connect(panel.setVisible)
+        box.setVisible(False)  # hidden too, so the dock's minimum height shrinks
+        section.toggleButton().toggled.connect(box.setVisible)
         section.toggleButton().toggled.connect(section.updateGeometry)
-        self._sections["automatic"] = section
-        col.addWidget(section)
+        self._sections[key] = section
+        return section
 
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt API)
         hint = self._inner.sizeHint()
@@ -698,6 +794,7 @@ class Sam2Widget(QWidget):
 
     def _attach(self) -> None:
         self.prompts.attach()
+        self.effort.attached(self.prompts.current_prompts())
         self.propagate_panel.set_frames(self.layers.num_frames())
 
     def _close_session_when_idle(self) -> None:
@@ -805,6 +902,9 @@ class Sam2Widget(QWidget):
         self.jobs.wait(None)
         self.controller.close_session()
         self._saved_reached = self.sessions.restore_layers(saved)
+        restored = self.prompts.current_prompts()
+        self.effort.restored(saved.effort, restored, self.controller.session_id)
+        self.review.restored(saved.review, self.controller.session_id)
         # The next session opened replays the prompts without writing labels, even
         # if the session's model cannot be loaded and the user loads another.
         self._restoring = True

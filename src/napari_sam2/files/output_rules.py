@@ -35,7 +35,8 @@ RESULT_FILES: dict[str, re.Pattern[str]] = {
 
 # Files a napari-sam2 session folder holds (with the temporary ones of a save).
 SESSION_NAMES = re.compile(
-    r"^\.?(session\.json|points\.csv|boxes\.csv|mask_prompts\.tif|labels\.tif)(\.part|\..*\.tmp)?$"
+    r"^\.?(session\.json|points\.csv|boxes\.csv|mask_prompts\.tif|labels\.tif|effort\.json"
+    r"|review\.json)(\.part|\..*\.tmp)?$"
 )
 
 

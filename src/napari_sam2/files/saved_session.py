@@ -54,6 +54,8 @@ class SavedSession:
     model: SavedModel
     labels: np.ndarray
     prompts: object = field(repr=False)  # prompt_files.Prompts
+    effort: object = field(default=None, repr=False)  # review.effort.EffortLog or None
+    review: object = field(default=None, repr=False)  # review.session_review.SessionReview
 
 
 def _fail(path: Path, what: str) -> InputError:
@@ -204,7 +206,35 @@ def read_session(folder: str | os.PathLike) -> SavedSession:
         ) from None
     if prompts.masks is not None:  # the widget keeps them in memory
         prompts = Prompts(prompts.points, prompts.boxes, np.array(prompts.masks))
-    return SavedSession(folder=folder, labels=labels, prompts=prompts, **clean)
+    effort, review = _review_files(folder, labels.shape[0])
+    return SavedSession(
+        folder=folder, labels=labels, prompts=prompts, effort=effort, review=review, **clean
+    )
+
+
+def _review_files(folder: Path, num_frames: int):
+    """The session's effort log and review queue, if saved; InputError if damaged."""
+    import json
+
+    from ..review.effort import EFFORT_FILE, EffortLog
+    from ..review.session_review import REVIEW_FILE, SessionReview
+
+    effort = review = None
+    if (folder / EFFORT_FILE).exists():
+        effort = EffortLog.load(folder / EFFORT_FILE)  # InputError naming the file
+        if effort.num_frames != num_frames:
+            raise InputError(
+                f"session: {folder / EFFORT_FILE}: counts {effort.num_frames} frames but "
+                f"labels.tif has {num_frames}"
+            )
+    path = folder / REVIEW_FILE
+    if path.exists():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"session: {path}: cannot read it ({exc})") from None
+        review = SessionReview.from_dict(data, f"session: {path}")
+    return effort, review
 
 
 def labels_shape_for(image_shape: tuple[int, ...], axis: int) -> tuple[int, ...]:

@@ -150,6 +150,15 @@ class ReviewQueue:
         self._cursor, self._rank = order[i], i
         return self._items[order[i]]
 
+    def move_to(self, frame: int, obj_id: int) -> ReviewItem | None:
+        """Put the cursor on an open (frame, object) and return it; None if it is not open."""
+        key = (int(frame), int(obj_id))
+        order = self._open()
+        if key not in order:
+            return None
+        self._cursor, self._rank = key, order.index(key)
+        return self._items[key]
+
     def next(self) -> ReviewItem | None:
         """Move to the next worse-to-better item and return it; None past the end."""
         return self._step(1)

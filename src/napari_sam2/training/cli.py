@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
@@ -22,9 +22,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data",
         nargs="*",
-        default=["synthetic"],
+        default=None,
         help="'synthetic' (fresh clips every step), session folders, CTC image folders, "
-        "or IMAGE.tif:LABELS.tif pairs; mixed with equal weight",
+        "or IMAGE.tif:LABELS.tif pairs; mixed with equal weight (default: synthetic, "
+        "or only the --sessions when given)",
+    )
+    p.add_argument(
+        "--sessions",
+        nargs="+",
+        metavar="DIR",
+        default=[],
+        help="saved napari-sam2 session folders (their image file and labels.tif) to "
+        "fine-tune on; with --init MODEL this is the widget's 'Fine-tune on these "
+        "sessions...'. On a CPU the image encoder stays frozen unless "
+        "--no-freeze-image-encoder",
+    )
+    p.add_argument(
+        "--freeze-image-encoder",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep the image encoder's weights fixed (default: the config's; frozen with "
+        "--sessions on a CPU)",
     )
     p.add_argument(
         "--init",
@@ -123,10 +141,21 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = read_config(args.config, args.steps, args.seed)
+    data = list(args.data) if args.data is not None else ([] if args.sessions else ["synthetic"])
+    data += list(args.sessions)
+    if args.sessions:
+        for folder in args.sessions:
+            if not (Path(folder) / "session.json").is_file():
+                raise InputError(f"sessions: {folder} is not a napari-sam2 session folder")
+    freeze = args.freeze_image_encoder
+    if freeze is None and args.sessions and str(args.device).split(":")[0] == "cpu":
+        freeze = True
+    if freeze is not None:
+        cfg = replace(cfg, freeze_image_encoder=bool(freeze))
+    source = make_source(data, cfg)
     model = build_initial_model(args.init, args.device, args.prompt_pe_scale, args.tie_decoder_qk)
     if args.memory_locality_init:
         prime_memory_attention(model, args.memory_locality_init)
-    source = make_source(args.data, cfg)
     start = time.perf_counter()
 
     def progress(entry) -> None:

@@ -43,6 +43,9 @@ class ClipPlan:
 def plan_clip(length: int, cfg: TrainConfig, rng: np.random.Generator) -> ClipPlan:
     """Draw a clip's plan with the recipe's probabilities."""
     n_init = int(rng.integers(1, cfg.max_init_cond_frames + 1)) if length > 1 else 1
+    # At least one frame is predicted from memory: a 2-frame clip whose frames were
+    # both mask-prompted would have nothing to learn from (no loss at all).
+    n_init = min(n_init, max(1, length - 1))
     others = list(range(1, length))
     extra = rng.choice(others, size=min(n_init - 1, len(others)), replace=False) if others else []
     init = (0, *sorted(int(t) for t in extra))

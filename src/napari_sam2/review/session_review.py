@@ -1,0 +1,139 @@
+"""The review queue of one interactive session, fed by its propagation runs.
+
+:class:`SessionReview` is what the widget's review panel drives (Qt-free, so
+unit tests reach every decision). It wraps a
+:class:`~napari_sam2.review.queue.ReviewQueue` and adds what an interactive
+session needs:
+
+* **runs**: each propagation (or re-propagation) is a run of one or more
+  passes; a frame that a run reaches in both directions is scored with the
+  forward/backward disagreement (the second pass compares with the first);
+* **only predicted objects**: an object the session has no prediction for on
+  a frame (:meth:`~napari_sam2.video.FrameResult.predicted_ids`) is not scored
+  there, so it cannot look like a vanished mask;
+* **prompted pairs leave**: a (frame, object) the user prompted (clicks, box or
+  mask) is the user's own answer and leaves the queue for good;
+* **saving**: :meth:`to_dict` / :meth:`from_dict`, kept as ``review.json`` in the
+  session folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from ..errors import InputError
+from .queue import ReviewItem, ReviewQueue
+from .score import SuspicionWeights
+
+__all__ = ["REVIEW_FILE", "SessionReview"]
+
+REVIEW_FILE = "review.json"
+FORMAT = "napari-sam2 review"
+VERSION = 1
+
+
+def _predicted_only(result):
+    """``result`` restricted to the objects it has a prediction for (same class)."""
+    keep = result.predicted_ids()
+    if len(keep) == len(result.obj_ids):
+        return result
+    idx = [i for i, o in enumerate(result.obj_ids) if o in keep]
+
+    def pick(a):
+        return None if a is None else np.asarray(a)[idx]
+
+    return type(result)(
+        result.frame,
+        tuple(result.obj_ids[i] for i in idx),
+        np.asarray(result.logits)[idx],
+        pick(result.object_scores),
+        pick(getattr(result, "predicted_ious", None)),
+        pick(getattr(result, "stability_scores", None)),
+    )
+
+
+class SessionReview:
+    """Suspicious (frame, object) pairs of a session, worst first, updated as it is tracked."""
+
+    def __init__(self, weights: SuspicionWeights | None = None, min_score: float = 0.0) -> None:
+        self.queue = ReviewQueue(weights, min_score)
+        self._run: dict[bool, dict[int, np.ndarray]] = {False: {}, True: {}}
+
+    # -- feeding --------------------------------------------------------------
+
+    def run_started(self) -> None:
+        """A new propagation run begins: its passes compare only with each other."""
+        self._run = {False: {}, True: {}}
+
+    def observe(self, result, reverse: bool) -> list[ReviewItem]:
+        """Score one propagated :class:`~napari_sam2.video.FrameResult`; returns its new items."""
+        result = _predicted_only(result)
+        labels = result.label_image()
+        other = self._run[not reverse].get(result.frame)
+        self._run[reverse][result.frame] = labels
+        if not result.obj_ids:
+            return []
+        return self.queue.observe(result, reverse=reverse, other_labels=other)
+
+    def prompted(self, keys: Iterable[tuple[int, int]]) -> None:
+        """The user prompted these (frame, object) pairs: they leave the queue."""
+        for frame, obj in keys:
+            self.queue.corrected(frame, obj)
+
+    def accept(self, frame: int, obj_id: int) -> None:
+        """The mask looked fine: out of the queue until a re-propagation changes it."""
+        self.queue.accepted(frame, obj_id)
+
+    def remove_object(self, obj_id: int) -> None:
+        self.queue.remove_object(int(obj_id))
+
+    def clear(self) -> None:
+        """A new stack or session: forget every score."""
+        self.queue.clear()
+        self.run_started()
+
+    # -- walking --------------------------------------------------------------
+
+    def items(self, limit: int | None = None) -> list[ReviewItem]:
+        """The open items, worst first (at most ``limit``)."""
+        items = self.queue.items()
+        return items if limit is None else items[:limit]
+
+    def __len__(self) -> int:
+        return len(self.queue)
+
+    @property
+    def current(self) -> ReviewItem | None:
+        return self.queue.current
+
+    def next(self) -> ReviewItem | None:
+        return self.queue.next()
+
+    def previous(self) -> ReviewItem | None:
+        return self.queue.previous()
+
+    def move_to(self, frame: int, obj_id: int) -> ReviewItem | None:
+        return self.queue.move_to(frame, obj_id)
+
+    # -- saving ---------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "version": VERSION, "queue": self.queue.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "review queue") -> SessionReview:
+        """The inverse of :meth:`to_dict`; InputError naming ``source`` if malformed."""
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise InputError(f"{source}: not a napari-sam2 review queue")
+        if data.get("version") != VERSION:
+            raise InputError(f"{source}: review queue version {data.get('version')} not supported")
+        review = cls()
+        try:
+            review.queue = ReviewQueue.from_dict(data["queue"])
+        except (KeyError, TypeError) as exc:
+            raise InputError(f"{source}: malformed review queue ({exc})") from None
+        except InputError as exc:
+            raise InputError(f"{source}: {exc}") from None
+        return review
