@@ -363,3 +363,8 @@ def test_cli_trains_from_scratch_and_the_result_loads(tmp_path):
     model = load_model(out / "model.pt")
     assert model.cfg == micro_cells_config()  # the architecture comes from the file
     assert main(["train", "--config", str(tmp_path / "missing.json"), "--out", str(out)]) == 2
+    # --tracking-mask sets the model's flag, and the flag travels with the checkpoint.
+    out2 = tmp_path / "run2"
+    args = ["--init", str(out / "model.pt"), "--tracking-mask", "single", "--out", str(out2)]
+    assert main(["train", "--config", str(cfg), *args, "--quiet", "--threads", "1"]) == 0
+    assert not load_model(out2 / "model.pt").cfg.multimask_output_for_tracking

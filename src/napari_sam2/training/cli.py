@@ -68,6 +68,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="before training, set memory cross-attention query/key biases to B "
         "(a locality prior for untrained memory attention; 0: leave as loaded)",
     )
+    p.add_argument(
+        "--tracking-mask",
+        choices=("best-of-3", "single"),
+        help="set the model's multimask_output_for_tracking: frames tracked without a "
+        "prompt keep the best of three masks by predicted IoU (official models) or the "
+        "single-mask output (default: as loaded; scratch: best-of-3)",
+    )
     p.add_argument("--config", help="JSON file of TrainConfig fields (others keep their defaults)")
     p.add_argument("--out", required=True, help="output folder (checkpoints, model.pt, log.jsonl)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -154,6 +161,9 @@ def run(args: argparse.Namespace) -> int:
         cfg = replace(cfg, freeze_image_encoder=bool(freeze))
     source = make_source(data, cfg)
     model = build_initial_model(args.init, args.device, args.prompt_pe_scale, args.tie_decoder_qk)
+    if args.tracking_mask:
+        single = args.tracking_mask == "single"
+        model.cfg = replace(model.cfg, multimask_output_for_tracking=not single)
     if args.memory_locality_init:
         prime_memory_attention(model, args.memory_locality_init)
     start = time.perf_counter()
