@@ -68,9 +68,10 @@ def test_segment_all_adds_new_cells_as_objects(make_widget, monkeypatch, qtbot):
     calls = _fixed_generator(monkeypatch, masks)
     viewer, widget = make_widget()
     assert widget.automatic_panel.segment_all.text() == "Segment all, this frame"
-    assert widget.automatic_panel.isHidden()  # its section starts folded (the dock fits)
-    widget._sections["automatic"].toggleButton().click()  # the user opens it
-    assert not widget.automatic_panel.isHidden()
+    # Its section starts folded (the dock fits); the user opens it.
+    assert not widget.automatic_panel.isVisibleTo(widget)
+    widget._sections["automatic"].toggleButton().click()
+    assert widget.automatic_panel.isVisibleTo(widget)
     frame = 2
     painted = np.zeros((N_FRAMES, *SHAPE), bool)
     painted[frame] = _disc((16, 48), 8)  # the user's own cell covers the third disc
