@@ -6,7 +6,7 @@ Methods, on the same clips:
 - ``gen+laptrack``: the same mask generator per frame, linked by laptrack;
 - ``classical+laptrack``: Otsu + watershed per frame, linked by laptrack.
 
-Conditions (256 px, 30 frames, seeds >= 10000, never used for training):
+Conditions (256 px, 30 frames, seeds >= 920000; training draws seeds below 800000):
 
 - ``easy``: 12 cells, SNR 6, moderate motion, some divisions;
 - ``hard``: 20 crowded cells (90 % placed touching another), brightness spread
@@ -47,7 +47,7 @@ from tracking_baselines import (  # noqa: E402
 )
 
 METHODS = ("sam2", "gen+laptrack", "classical+laptrack")
-CONDITIONS = {"easy": (10000, 10001, 10002), "hard": (10010, 10011, 10012)}
+CONDITIONS = {"easy": (920000, 920001, 920002), "hard": (920010, 920011, 920012)}
 
 
 def make_clip(condition: str, seed: int, n_frames: int = 30, size: int = 256):
