@@ -5,7 +5,7 @@ Run under a virtual X server::
     xvfb-run -a python scripts/tracking_screenshot.py --model sam2_micro_cells
     xvfb-run -a python scripts/tracking_screenshot.py --method classical
 
-The clip is the easy held-out benchmark clip (seed 10000). Layers: the image,
+The clip is an easy-condition clip (seed 10000). Layers: the image,
 the track labels, and a Tracks layer built by
 ``napari_sam2.tracking.export.napari_tracks`` with the division graph (mother
 to daughter links drawn as branching tails). ``--method classical`` takes the

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 import tifffile
 import torch
+from qtpy.QtWidgets import QScrollArea
 from test_widget import TIMEOUT_MS, _skip, checkpoint, errors, make_widget  # noqa: F401
 
 import napari_sam2.cli.app as cli
@@ -69,6 +70,13 @@ def test_widget_model_boxes_image_size_cancel_and_axis_names(make_widget, checkp
     assert mp.isHidden() and widget.data_panel.isHidden()
     assert not widget.propagate_panel.isHidden() and not widget.session_panel.isHidden()
     assert widget._inner.sizeHint().height() <= 650, widget._inner.sizeHint()
+    # Opening the folded sections clips nothing on the right: the dock was sized for them.
+    for key in ("automatic", "review"):
+        widget._sections[key].toggleButton().click()
+    bar = widget.findChild(QScrollArea).verticalScrollBar().sizeHint().width()
+    assert widget._inner.minimumSizeHint().width() + bar <= widget.minimumWidth()
+    for key in ("automatic", "review"):
+        widget._sections[key].toggleButton().click()
     # The prompt layers carry the image's axis names: the slider reads "t".
     assert widget.points.axis_labels == ("t", "y", "x")
     assert viewer.dims.axis_labels[0] == "t"

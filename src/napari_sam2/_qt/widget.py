@@ -504,6 +504,7 @@ class Sam2Widget(QWidget):
         # Set-once sections fold away, so that the dock fits a 1366 x 768 screen;
         # Model and Image fold by themselves once a model runs on an image.
         self._sections = {}
+        self._folded_boxes: list[QWidget] = []
         for key, panel in (
             ("model", self.model_panel),
             ("image", self.data_panel),
@@ -518,6 +519,7 @@ class Sam2Widget(QWidget):
             # A folded panel is hidden too, so the dock's minimum height shrinks.
             section.toggleButton().toggled.connect(panel.setVisible)
             section.toggleButton().toggled.connect(section.updateGeometry)
+            section.toggleButton().toggled.connect(self._fit_width)
             self._sections[key] = section
             col.addWidget(section)
         for panel in (self.objects_panel, self.propagate_panel, self.session_panel):
@@ -542,15 +544,18 @@ class Sam2Widget(QWidget):
         outer.addWidget(scroll)
         # The dock must be as wide as the panels need, plus the vertical scroll
         # bar, or their right edge would be cut off.
-        bar = scroll.verticalScrollBar().sizeHint().width()
-        self.setMinimumWidth(max(320, inner.minimumSizeHint().width() + bar + 4))
+        self._scroll_bar = scroll.verticalScrollBar()
+        margins = col.contentsMargins().left() + col.contentsMargins().right()
+        self._margins = margins
         self._inner = inner
+        self._fit_width()
 
     def _folded_section(self, key: str, title: str, panels) -> QWidget:
         """``panels`` in one section that starts folded (the dock fits 1366 x 768)."""
         from superqt import QCollapsible
 
         box = QWidget()
+        self._folded_boxes.append(box)
         inner = QVBoxLayout(box)
         inner.setContentsMargins(0, 0, 0, 0)
         inner.setSpacing(2)
@@ -563,8 +568,21 @@ class Sam2Widget(QWidget):
         box.setVisible(False)  # hidden too, so the dock's minimum height shrinks
         section.toggleButton().toggled.connect(box.setVisible)
         section.toggleButton().toggled.connect(section.updateGeometry)
+        section.toggleButton().toggled.connect(self._fit_width)
         self._sections[key] = section
         return section
+
+    def _fit_width(self, *_) -> None:
+        """Grow the dock to its widest content, folded sections included.
+
+        Called when a section opens or a model loads: panels that grow later would
+        otherwise be cut off on the right (there is no horizontal scroll bar).
+        """
+        folded = [b.minimumSizeHint().width() + self._margins for b in self._folded_boxes]
+        widest = max([self._inner.minimumSizeHint().width(), *folded])
+        need = max(320, widest + self._scroll_bar.sizeHint().width() + 4)
+        if need > self.minimumWidth():
+            self.setMinimumWidth(need)
 
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt API)
         hint = self._inner.sizeHint()
@@ -663,6 +681,7 @@ class Sam2Widget(QWidget):
         self.model_panel.status.setText(
             f"{name} on {model.device.type}, {precision}, {model.cfg.image_size} px input"
         )
+        self._fit_width()
         self._open_session()
 
     def _fold_setup(self) -> None:
