@@ -9,23 +9,10 @@ import pytest
 import torch
 
 from napari_sam2 import VideoSession
-from napari_sam2.modeling.config import HieraConfig, Sam2Config, config_from_dict, config_to_dict
+from napari_sam2.modeling.config import Sam2Config, config_from_dict, config_to_dict
 from napari_sam2.modeling.sam2 import Sam2Model
 from napari_sam2.training import micro_cells_config
-
-SMALL = Sam2Config(
-    name="test_small",
-    trunk=HieraConfig(
-        embed_dim=8,
-        stages=(1, 1, 1, 1),
-        global_att_blocks=(3,),
-        window_spec=(4, 4, 4, 4),
-        window_pos_embed_bkg_spatial_size=(4, 4),
-    ),
-    image_size=64,
-    d_model=64,
-    memory_attention_layers=1,
-)
+from small_models import TINY
 
 
 @pytest.mark.parametrize(
@@ -33,7 +20,7 @@ SMALL = Sam2Config(
     [(True, [True, True, False, False]), (False, [False, True, False, False])],
 )
 def test_rule_by_number_of_points(tracking_multimask, expected):
-    model = Sam2Model(replace(SMALL, multimask_output_for_tracking=tracking_multimask))
+    model = Sam2Model(replace(TINY, multimask_output_for_tracking=tracking_multimask))
     assert [model.wants_multimask(n) for n in (0, 1, 2, 5)] == expected
 
 
@@ -46,7 +33,7 @@ def test_official_default_is_multimask_tracking_and_the_flag_round_trips():
 @pytest.mark.parametrize("tracking_multimask", [True, False])
 def test_tracked_frames_follow_the_flag(monkeypatch, tracking_multimask):
     torch.manual_seed(0)
-    model = Sam2Model(replace(SMALL, multimask_output_for_tracking=tracking_multimask)).eval()
+    model = Sam2Model(replace(TINY, multimask_output_for_tracking=tracking_multimask)).eval()
     calls = []
     decode = Sam2Model.decode
 

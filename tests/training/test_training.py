@@ -11,7 +11,7 @@ import tifffile
 import torch
 
 from napari_sam2.errors import InputError
-from napari_sam2.modeling.config import HieraConfig, Sam2Config, config_from_dict, config_to_dict
+from napari_sam2.modeling.config import config_from_dict, config_to_dict
 from napari_sam2.modeling.sam2 import Sam2Model
 from napari_sam2.training import TrainConfig, micro_cells_config
 from napari_sam2.training import prompts as sim
@@ -27,20 +27,8 @@ from napari_sam2.training.data import (
 from napari_sam2.training.loss import step_loss
 from napari_sam2.training.rollout import ClipPlan, plan_clip, rollout
 from napari_sam2.training.trainer import LOG, lr_factor, param_groups, save_model, train
+from small_models import TINY
 
-TINY = Sam2Config(
-    name="test_tiny",
-    trunk=HieraConfig(
-        embed_dim=8,
-        stages=(1, 1, 1, 1),
-        global_att_blocks=(3,),
-        window_spec=(4, 4, 4, 4),
-        window_pos_embed_bkg_spatial_size=(4, 4),
-    ),
-    image_size=64,
-    d_model=64,
-    memory_attention_layers=1,
-)
 FAST = TrainConfig(
     steps=4,
     image_steps=1,

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ..errors import InputError
+from ..files.headers import check_header
 
 __all__ = [
     "EFFORT_FILE",
@@ -227,10 +228,7 @@ class EffortLog:
     @classmethod
     def from_dict(cls, data: dict, source: str = "effort log") -> EffortLog:
         """The inverse of :meth:`to_dict`; InputError naming ``source`` if malformed."""
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise InputError(f"{source}: not a napari-sam2 effort log")
-        if data.get("version") != VERSION:
-            raise InputError(f"{source}: effort log version {data.get('version')} not supported")
+        check_header(data, FORMAT, VERSION, "effort log", source)
         try:
             log = cls(int(data["num_frames"]), data.get("num_objects"))
             for d in data["events"]:

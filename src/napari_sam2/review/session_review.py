@@ -24,6 +24,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from ..errors import InputError
+from ..files.headers import check_header
 from .queue import ReviewItem, ReviewQueue
 from .score import SuspicionWeights
 
@@ -125,10 +126,7 @@ class SessionReview:
     @classmethod
     def from_dict(cls, data: dict, source: str = "review queue") -> SessionReview:
         """The inverse of :meth:`to_dict`; InputError naming ``source`` if malformed."""
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise InputError(f"{source}: not a napari-sam2 review queue")
-        if data.get("version") != VERSION:
-            raise InputError(f"{source}: review queue version {data.get('version')} not supported")
+        check_header(data, FORMAT, VERSION, "review queue", source)
         review = cls()
         try:
             review.queue = ReviewQueue.from_dict(data["queue"])
