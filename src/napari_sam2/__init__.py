@@ -21,7 +21,7 @@ _LAZY = {
     "build_model": "napari_sam2.weights.loading",
     "ImagePredictor": "napari_sam2.engine.predictor",
     "VideoSession": "napari_sam2.engine.session",
-    "FrameResult": "napari_sam2.engine.session",
+    "FrameResult": "napari_sam2.engine.frame_result",
 }
 
 __all__ = [
@@ -42,6 +42,7 @@ def __getattr__(name: str):
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .engine.frame_result import FrameResult  # noqa: F401
     from .engine.predictor import ImagePredictor  # noqa: F401
-    from .engine.session import FrameResult, VideoSession  # noqa: F401
+    from .engine.session import VideoSession  # noqa: F401
     from .weights.loading import build_model, load_model  # noqa: F401

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_sam2.engine.frame_result import FrameResult
 from napari_sam2.errors import InputError
 from napari_sam2.tracking import decisions
 from napari_sam2.tracking.decisions import TrackConfig
@@ -17,19 +18,27 @@ def disc(center, radius, shape=(64, 64)) -> np.ndarray:
     return (yy - center[0]) ** 2 + (xx - center[1]) ** 2 <= radius**2
 
 
+def occupancy(logits, ids, scores):
+    """The occupancy rule as the tracker applies it (FrameResult.label_image(present_only=True))."""
+    result = FrameResult(
+        0, tuple(ids), np.asarray(logits, np.float32), np.asarray(scores, np.float32)
+    )
+    return result.label_image(present_only=True)
+
+
 def test_occupancy_highest_positive_logit_wins_and_absent_tracks_take_nothing():
     logits = np.full((3, 4, 4), -1.0, np.float32)
     logits[0, :, :2] = 2.0
     logits[1, :, 1:3] = 3.0  # overlaps track 0 in column 1 with a higher logit
     logits[2] = 5.0  # everywhere, but judged absent
-    labels = decisions.occupancy(logits, [7, 8, 9], [1.0, 0.5, -0.1])
+    labels = occupancy(logits, [7, 8, 9], [1.0, 0.5, -0.1])
     assert labels.dtype == np.int32
     assert labels[:, 0].tolist() == [7] * 4
     assert labels[:, 1].tolist() == [8] * 4  # the overlap goes to the higher logit
     assert labels[:, 2].tolist() == [8] * 4 and labels[:, 3].tolist() == [0] * 4
-    tie = decisions.occupancy(np.ones((2, 2, 2)), [3, 4], [1, 1])
+    tie = occupancy(np.ones((2, 2, 2)), [3, 4], [1, 1])
     assert (tie == 3).all()  # equal logits: the first (older) track
-    assert not decisions.occupancy(logits, [7, 8, 9], [-1, -1, -1]).any()
+    assert not occupancy(logits, [7, 8, 9], [-1, -1, -1]).any()
 
 
 def test_split_into_two_big_components_is_a_division():

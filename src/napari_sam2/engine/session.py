@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,63 +25,13 @@ from ..errors import InputError
 from ..modeling.image_encoder import ImageFeatures
 from ..modeling.sam2 import NO_OBJECT_LOGIT, MemoryContext, Sam2Model
 from .feature_cache import DiskFeatureCache, cache_key
+from .frame_result import FrameResult
 from .frames import FrameSource
 from .memory_bank import FrameOutput, MemoryBank, ObjectTrack
 from .plans import check_direction, plan_passes
 from .postprocess import fill_small_holes
 from .precision import autocast, resolve_dtype
 from .prompts import PointPrompt, box_to_points, check_points, points_to_model
-
-
-@dataclass(frozen=True)
-class FrameResult:
-    """All objects' predictions on one frame, at the frame's own resolution.
-
-    ``logits``: (N, H, W) float32, one per id in ``obj_ids`` (-1024 where an
-    object has no prediction on this frame); ``object_scores``: (N,) logits of
-    the object being present. ``predicted_ious`` and ``stability_scores``: (N,)
-    float32 in [0, 1], the decoder's predicted IoU of each object's mask and
-    the mask's stability score (:func:`~napari_sam2.modeling.sam2.stability_score`);
-    NaN where the model gave none (no prediction, or a mask prompt taken as is).
-    None when not computed.
-    """
-
-    frame: int
-    obj_ids: tuple[int, ...]
-    logits: np.ndarray
-    object_scores: np.ndarray
-    predicted_ious: np.ndarray | None = None
-    stability_scores: np.ndarray | None = None
-
-    @property
-    def masks(self) -> np.ndarray:
-        """(N, H, W) bool."""
-        return self.logits > 0
-
-    def label_image(self) -> np.ndarray:
-        """(H, W) int32: each pixel the id of the object with the highest positive logit, else 0."""
-        h, w = self.logits.shape[1:]
-        if not self.obj_ids:
-            return np.zeros((h, w), np.int32)
-        best = self.logits.argmax(0)
-        ids = np.asarray(self.obj_ids, np.int32)[best]
-        return np.where(self.logits.max(0) > 0, ids, 0).astype(np.int32)
-
-    def predicted_ids(self) -> set[int]:
-        """Objects that have a prediction on this frame.
-
-        An object the session has nothing for here (no prompt on this frame and
-        not propagated to it, e.g. right after a session was reloaded) is
-        reported without one; a UI must leave that object's pixels alone.
-        """
-        scores = np.asarray(self.object_scores, dtype=np.float64)
-        return {o for o, v in zip(self.obj_ids, scores, strict=True) if v != NO_OBJECT_LOGIT}
-
-    @classmethod
-    def empty(cls, frame: int, frame_shape: tuple[int, int]) -> FrameResult:
-        """A result with no objects on ``frame`` (H, W = ``frame_shape``)."""
-        h, w = frame_shape
-        return cls(int(frame), (), np.zeros((0, h, w), np.float32), np.zeros(0, np.float32))
 
 
 class VideoSession:
@@ -534,17 +483,15 @@ class VideoSession:
             ious.append(_scalar(None if out is None else out.iou))
             stability.append(_scalar(None if out is None else out.stability))
         if not lows:
-            empty = np.zeros(0, np.float32)
-            return FrameResult(frame, (), np.zeros((0, h, w), np.float32), empty, empty, empty)
-        low = torch.stack(lows).float()
-        logits = F.interpolate(low, (h, w), mode="bilinear", align_corners=False)[:, 0]
+            return FrameResult.empty(frame, (h, w))
         return FrameResult(
             frame,
             self.obj_ids,
-            logits.cpu().numpy(),
+            torch.stack(lows)[:, 0].float().cpu().numpy(),
             np.asarray(scores, np.float32),
             np.asarray(ious, np.float32),
             np.asarray(stability, np.float32),
+            (h, w),
         )
 
     def _autocast(self):

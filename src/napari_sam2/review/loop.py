@@ -42,8 +42,17 @@ from ..evaluation.metrics import jf_scores
 from .effort import Click, EffortLog, EffortStats
 from .queue import ReviewQueue
 from .score import SuspicionWeights
+from .signals import ObjectSignals
 
-__all__ = ["STRATEGIES", "LoopConfig", "LoopResult", "LoopRound", "review_loop", "run_review_loop"]
+__all__ = [
+    "STRATEGIES",
+    "LoopConfig",
+    "LoopResult",
+    "LoopRound",
+    "first_pass_signals",
+    "review_loop",
+    "run_review_loop",
+]
 
 STRATEGIES = ("guided", "uniform", "oracle")
 
@@ -245,6 +254,32 @@ def review_loop(
         ann.track()
         rounds.append(LoopRound(r, len(ann.inspected), ann.corrected, ann.jf()))
     return LoopResult(strategy, gt.shape[0], ann.objects, budget, tuple(rounds), ann.log.stats())
+
+
+def first_pass_signals(
+    session, gt_labels, config: LoopConfig | None = None
+) -> list[tuple[ObjectSignals, float]]:
+    """After the initial annotation (step 1 of the loop): each unprompted pair's signals and true IoU.
+
+    What the review queue sees when review starts, paired with what it should find:
+    the data for fitting :class:`~napari_sam2.review.score.SuspicionWeights`
+    (``benchmarks/fit_suspicion.py``).
+    """
+    cfg = config or LoopConfig()
+    gt = _check_gt(session, gt_labels)
+    ann = _Annotator(session, gt, cfg, None)
+    for obj, frame in first_frames(gt).items():
+        ann.click(frame, obj)
+    if not ann.prompted:
+        raise InputError("gt_labels: no object could be clicked")
+    ann.track()
+    ious = iou_table(ann.labels, gt, ann.objects)
+    col = {obj: i for i, obj in enumerate(ann.objects)}
+    return [
+        (it.signals, float(ious[it.frame, col[it.obj_id]]))
+        for it in ann.queue.items()
+        if it.signals is not None and it.obj_id in col
+    ]
 
 
 def run_review_loop(

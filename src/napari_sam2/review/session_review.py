@@ -36,23 +36,11 @@ VERSION = 1
 
 
 def _predicted_only(result):
-    """``result`` restricted to the objects it has a prediction for (same class)."""
+    """``result`` restricted to the objects it has a prediction for."""
     keep = result.predicted_ids()
     if len(keep) == len(result.obj_ids):
         return result
-    idx = [i for i, o in enumerate(result.obj_ids) if o in keep]
-
-    def pick(a):
-        return None if a is None else np.asarray(a)[idx]
-
-    return type(result)(
-        result.frame,
-        tuple(result.obj_ids[i] for i in idx),
-        np.asarray(result.logits)[idx],
-        pick(result.object_scores),
-        pick(getattr(result, "predicted_ious", None)),
-        pick(getattr(result, "stability_scores", None)),
-    )
+    return result.subset(i for i, o in enumerate(result.obj_ids) if o in keep)
 
 
 class SessionReview:

@@ -2,7 +2,8 @@
 
 All come from what the engine computes anyway (:class:`~napari_sam2.video.FrameResult`)
 plus cheap measurements of the mask itself: no extra model pass. Masks are the
-per-object ``logits > 0`` at the frame's resolution; areas are in pixels and
+per-object ``logits > 0`` at the frame's resolution, measured inside each object's
+crop (:meth:`~napari_sam2.video.FrameResult.object_logits`); areas are in pixels and
 centroids in (row, col) pixels.
 """
 
@@ -62,13 +63,13 @@ class ObjectSignals:
 _EIGHT = np.ones((3, 3), bool)
 
 
-def mask_shape(mask: np.ndarray) -> MaskShape:
-    """Area and centroid of an (H, W) boolean mask."""
+def mask_shape(mask: np.ndarray, origin: tuple[int, int] = (0, 0)) -> MaskShape:
+    """Area and centroid of a boolean mask whose pixel (0, 0) is at ``origin`` (row, col)."""
     area = int(mask.sum())
     if area == 0:
         return MaskShape(0, None)
     rows, cols = np.nonzero(mask)
-    return MaskShape(area, (float(rows.mean()), float(cols.mean())))
+    return MaskShape(area, (float(rows.mean()) + origin[0], float(cols.mean()) + origin[1]))
 
 
 def _fragments(mask: np.ndarray) -> tuple[int, float]:
@@ -113,19 +114,25 @@ def object_signals(
     order) and this frame's shapes, to pass on as the next ``previous``.
     """
     previous = previous or {}
-    masks = result.logits > 0
+    other_area: dict[int, int] = {}
+    if other_labels is not None:
+        other_labels = np.asarray(other_labels)
+        ids, counts = np.unique(other_labels, return_counts=True)
+        other_area = dict(zip(ids.tolist(), counts.tolist(), strict=True))
     signals, shapes = [], {}
     for i, obj in enumerate(result.obj_ids):
-        mask = masks[i]
-        shape = mask_shape(mask)
+        # Only the crop where the object can be is upsampled (FrameResult.object_logits).
+        rows, cols, crop = result.object_logits(i)
+        mask = crop > 0
+        shape = mask_shape(mask, (rows.start, cols.start))
         shapes[obj] = shape
         area_jump, centroid_jump = _jumps(shape, previous.get(obj))
         n, share = _fragments(mask) if shape.area else (0, 1.0)
         disagreement = None
         if other_labels is not None:
-            other = other_labels == obj
-            union = int((mask | other).sum())
-            disagreement = 0.0 if union == 0 else 1.0 - int((mask & other).sum()) / union
+            inter = int((mask & (other_labels[rows, cols] == obj)).sum())
+            union = shape.area + other_area.get(int(obj), 0) - inter
+            disagreement = 0.0 if union == 0 else 1.0 - inter / union
         signals.append(
             ObjectSignals(
                 frame=int(result.frame),

@@ -5,7 +5,9 @@ Rules (all areas in pixels of the frame, all masks (H, W) bool):
 - **Occupancy.** Each pixel belongs to at most one track: the one whose
   logit is highest there, if that logit is > 0. Tracks whose object score is
   <= 0 (judged absent) take no pixels. Equal logits go to the track listed
-  first (the older one). See :func:`occupancy`.
+  first (the older one). Applied by
+  :meth:`FrameResult.label_image(present_only=True) <napari_sam2.video.FrameResult.label_image>`,
+  which upsamples each track only where it can be > 0.
 - **Split division.** A track whose (occupancy-resolved) mask falls into two
   or more 8-connected components, each at least
   ``max(min_area, split_min_fraction * recent_area)`` pixels, has divided: the
@@ -108,23 +110,6 @@ class TrackConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                 raise InputError(f"{name}: must be in [0, 1], got {value!r}")
-
-
-def occupancy(logits: np.ndarray, ids, object_scores) -> np.ndarray:
-    """(N, H, W) logits of tracks ``ids`` -> (H, W) int32 labels (one track per pixel).
-
-    A pixel goes to the track with the highest logit there when it is > 0;
-    tracks with ``object_scores <= 0`` are left out; ties go to the first.
-    """
-    logits = np.asarray(logits, np.float32)
-    h, w = logits.shape[1:]
-    ids = np.asarray(ids, np.int32)
-    present = np.asarray(object_scores, np.float32) > 0
-    if not present.any():
-        return np.zeros((h, w), np.int32)
-    lg, idp = logits[present], ids[present]
-    best = lg.argmax(0)
-    return np.where(lg.max(0) > 0, idp[best], 0).astype(np.int32)
 
 
 def components(mask: np.ndarray, min_area: int = 0) -> list[np.ndarray]:

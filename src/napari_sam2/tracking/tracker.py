@@ -119,7 +119,7 @@ class _Tracker:
             tid = self.next_id
             result = self.session.add_points(frame, tid, [point], [1])
             self.next_id += 1
-            mine = result.logits[result.obj_ids.index(tid)] > 0
+            mine = result.object_mask(result.obj_ids.index(tid))
             mine &= self.labels[frame] == 0
             self.live[tid] = _Track(tid, frame, 0, frame, 0, [int(mine.sum())])
             self.lineage[tid] = [frame, frame, 0]
@@ -132,9 +132,7 @@ class _Tracker:
         if self.live:
             result = next(iter(self.session.propagate(start_frame=frame, max_frames=1)))
             scores = {int(i): float(s) for i, s in zip(result.obj_ids, result.object_scores)}
-            self.labels[frame] = decisions.occupancy(
-                result.logits, result.obj_ids, result.object_scores
-            )
+            self.labels[frame] = result.label_image(present_only=True)  # occupancy
         cfg = self.cfg
         changed = False  # a track shrank or grew sharply: a division may be under way
         for tid in list(self.live):
