@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from ..modeling.image_encoder import ImageFeatures
+from ..modeling.memory_selection import select_memories
 from ..modeling.sam2 import NO_OBJECT_LOGIT, MemoryContext, Sam2Model
 from .feature_cache import DiskFeatureCache, cache_key
 from .frame_result import FrameResult
@@ -409,28 +410,13 @@ class VideoSession:
 
     def _context(self, track: ObjectTrack, frame: int, reverse: bool) -> MemoryContext:
         """The memories and pointers one object attends to on ``frame`` (unbatched)."""
-        cfg, step = self.cfg, -1 if reverse else 1
-        spatial = [(0, out.memory) for out in track.cond.values()]
-        for t_pos in range(1, cfg.num_maskmem):
-            out = self._bank.get(track, frame - step * (cfg.num_maskmem - t_pos), self.device)
-            if out is not None:
-                spatial.append((t_pos, out.memory))
 
-        pointers = []
-        for t, out in track.cond.items():
-            if (t - frame) * step <= 0:  # only prompted frames not ahead of us
-                offset = (
-                    (frame - t) * step if cfg.use_signed_tpos_enc_to_obj_ptrs else abs(frame - t)
-                )
-                pointers.append((offset, out.obj_ptr))
-        for d in range(1, min(self.num_frames, cfg.max_obj_ptrs_in_encoder)):
-            t = frame - step * d
-            if not 0 <= t < self.num_frames:
-                break
+        def recent(t: int):
             out = self._bank.get(track, t, self.device)
-            if out is not None:
-                pointers.append((d, out.obj_ptr))
-        return MemoryContext(spatial, pointers, self.num_frames)
+            return None if out is None else (out.memory, out.obj_ptr)
+
+        cond = {t: (out.memory, out.obj_ptr) for t, out in track.cond.items()}
+        return select_memories(self.cfg, cond, recent, frame, self.num_frames, reverse)
 
     # -- helpers -------------------------------------------------------------
 

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..modeling.sam2 import MemoryContext, Sam2Model, TrackOutput
+from ..modeling.memory_selection import select_memories
+from ..modeling.sam2 import Sam2Model, TrackOutput
 from . import prompts as sim
 from .config import TrainConfig
 from .loss import LossTerms, step_loss
@@ -81,25 +82,16 @@ class RolloutResult:
 def memory_context(model: Sam2Model, done: dict[int, _Frame], frame: int, length: int):
     """The memories and pointers ``frame`` attends to (forward order), batched.
 
-    The same rule as the video session: every conditioning frame's memory
-    (t_pos 0), the previous ``num_maskmem - 1`` non-conditioning frames (t_pos
-    counted from the oldest), pointers of conditioning frames not ahead, then of
-    the previous ``max_obj_ptrs_in_encoder - 1`` frames.
+    :func:`~napari_sam2.modeling.memory_selection.select_memories`, the rule the
+    video session uses, over the frames of the clip done so far.
     """
-    cfg = model.cfg
-    spatial = [(0, f.memory) for f in done.values() if f.cond]
-    for t_pos in range(1, cfg.num_maskmem):
-        prev = done.get(frame - (cfg.num_maskmem - t_pos))
-        if prev is not None and not prev.cond:
-            spatial.append((t_pos, prev.memory))
-    pointers = [(frame - t, f.ptr) for t, f in done.items() if f.cond and t <= frame]
-    for d in range(1, min(length, cfg.max_obj_ptrs_in_encoder)):
-        prev = done.get(frame - d)
-        if frame - d < 0:
-            break
-        if prev is not None and not prev.cond:
-            pointers.append((d, prev.ptr))
-    return MemoryContext(spatial, pointers, length)
+
+    def recent(t: int):
+        f = done.get(t)
+        return None if f is None or f.cond else (f.memory, f.ptr)
+
+    cond = {t: (f.memory, f.ptr) for t, f in done.items() if f.cond}
+    return select_memories(model.cfg, cond, recent, frame, length)
 
 
 def rollout(
