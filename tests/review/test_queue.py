@@ -233,3 +233,17 @@ def test_frame_results_carry_the_decoders_own_scores(model):
     for r in results:
         q.observe(r)
     assert len(q) == 6 and all(0 <= it.score <= 1 for it in q.items())
+
+
+def test_batch_spreads_a_round_over_objects_then_over_time():
+    q = ReviewQueue()
+    # Object 1 failed from frame 0 on (every frame worse than anything else), 2 and 3 once.
+    q.update([ReviewItem(f, 1, 0.99 - 0.01 * f) for f in range(10)])
+    q.update([ReviewItem(6, 2, 0.5), ReviewItem(2, 3, 0.4), ReviewItem(8, 3, 0.1)])
+    assert [it.key for it in q.items()][:3] == [(0, 1), (1, 1), (2, 1)]  # the list: worst first
+    batch = [it.key for it in q.batch(5)]
+    # One per object first (worst object first), then a second look at object 1
+    # half the clip away from its first, then object 3's other frame (far enough).
+    assert batch == [(0, 1), (6, 2), (2, 3), (5, 1), (8, 3)]
+    assert [it.key for it in q.batch(2, exclude={(0, 1)})] == [(1, 1), (6, 2)]
+    assert len(q.batch(100)) == len(q) == 13 and q.batch(0) == []

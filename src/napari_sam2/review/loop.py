@@ -201,8 +201,8 @@ class _Annotator:
         """The next ``k`` (frame, object) pairs to inspect, none inspected or prompted before."""
         done = self.inspected | self.prompted
         if strategy == "guided":
-            ranked = [it.key for it in self.queue.items()]
-        elif strategy == "uniform":
+            return [it.key for it in self.queue.batch(k, exclude=done)]
+        if strategy == "uniform":
             ranked = [(t, o) for t in uniform_frames(self.gt.shape[0]) for o in self.objects]
         else:  # oracle
             ious = iou_table(self.labels, self.gt, self.objects)

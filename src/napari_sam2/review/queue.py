@@ -118,6 +118,42 @@ class ReviewQueue:
         """The open items, worst first (ties: earlier frame, then lower id)."""
         return [self._items[k] for k in self._open()]
 
+    def batch(self, k: int, exclude=()) -> list[ReviewItem]:
+        """``k`` open items for one round of review before re-tracking, spread over objects.
+
+        Worst first, but at most one item per object until every object with an
+        open item has one; then a second per object at least half the clip away
+        from its first, and so on (the spacing halves each pass). A correction
+        re-tracks the whole object, so a second look at the same failure before
+        re-tracking is mostly wasted, while the worst frame of another object is
+        not. ``exclude``: (frame, obj_id) keys to skip.
+        """
+        if k < 1:
+            return []
+        skip = set(exclude)
+        ranked = [it for it in self.items() if it.key not in skip]
+        if not ranked:
+            return []
+        span = max(it.frame for it in ranked) - min(it.frame for it in ranked) + 1
+        chosen: list[ReviewItem] = []
+        keys: set[tuple[int, int]] = set()
+        frames: dict[int, list[int]] = {}
+        gap = None  # the first pass takes one item per object
+        while len(chosen) < min(k, len(ranked)):
+            for it in ranked:
+                if len(chosen) >= k:
+                    break
+                mine = frames.setdefault(it.obj_id, [])
+                if it.key in keys or (gap is None and mine):
+                    continue
+                if gap is not None and any(abs(it.frame - f) < gap for f in mine):
+                    continue
+                chosen.append(it)
+                keys.add(it.key)
+                mine.append(it.frame)
+            gap = span // 2 if gap is None else gap // 2  # reaches 0: any frame goes
+        return chosen
+
     def __len__(self) -> int:
         return len(self._open())
 
