@@ -13,8 +13,11 @@ SAM 2 paper's data-engine way:
    the next round sees the new masks. Which pairs get inspected is the
    *strategy*:
 
-   * ``"guided"``: the top of the :class:`~napari_sam2.review.queue.ReviewQueue`
-     (the model's own suspicion score, no ground truth);
+   * ``"guided"``: a round of the :class:`~napari_sam2.review.queue.ReviewQueue`
+     (the model's own suspicion score, no ground truth), spread over objects
+     and time by :meth:`~napari_sam2.review.queue.ReviewQueue.batch`;
+   * ``"worst-first"``: the queue's top pairs as listed, not spread (the first
+     version of the guided strategy, kept as an ablation);
    * ``"uniform"``: the baseline, frames spread evenly over the clip (each
      new frame halves the largest gap left), all objects of a frame in turn;
    * ``"oracle"``: the pairs of lowest true IoU (an upper bound: it reads the
@@ -54,7 +57,7 @@ __all__ = [
     "run_review_loop",
 ]
 
-STRATEGIES = ("guided", "uniform", "oracle")
+STRATEGIES = ("guided", "worst-first", "uniform", "oracle")
 
 
 @dataclass(frozen=True)
@@ -202,7 +205,9 @@ class _Annotator:
         done = self.inspected | self.prompted
         if strategy == "guided":
             return [it.key for it in self.queue.batch(k, exclude=done)]
-        if strategy == "uniform":
+        if strategy == "worst-first":
+            ranked = [it.key for it in self.queue.items()]
+        elif strategy == "uniform":
             ranked = [(t, o) for t in uniform_frames(self.gt.shape[0]) for o in self.objects]
         else:  # oracle
             ious = iou_table(self.labels, self.gt, self.objects)
