@@ -44,6 +44,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--default-cells", type=int, default=12)
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--focal-alpha", type=float, default=0.25, help="mask loss (the recipe's)")
+    p.add_argument("--focal-gamma", type=float, default=2.0, help="0: cross-entropy")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--json", metavar="OUT")
     return p.parse_args(argv)
@@ -75,7 +77,9 @@ def main(argv=None) -> dict:
             n_frames=args.session_frames, n_cells=args.cells, snr=args.snr, seed=seed
         )
         sessions.append(Clip(tl.image, tl.labels))
-    settings = FinetuneSettings(steps=args.steps, lr=args.lr)
+    settings = FinetuneSettings(
+        steps=args.steps, lr=args.lr, focal_alpha=args.focal_alpha, focal_gamma=args.focal_gamma
+    )
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.process_time()
         wall = time.perf_counter()

@@ -48,6 +48,13 @@ def test_settings_freeze_on_cpu_and_refuse_bad_values():
         FinetuneSettings(steps=0)
 
 
+def test_settings_carry_the_mask_loss_into_the_recipe():
+    recipe = FinetuneSettings().train_config("cpu")
+    assert (recipe.focal_alpha, recipe.focal_gamma) == (0.25, 2.0)  # the paper's focal loss
+    own = FinetuneSettings(focal_alpha=0.5, focal_gamma=0.0).train_config("cpu")
+    assert (own.focal_alpha, own.focal_gamma) == (0.5, 0.0) and own.freeze_image_encoder
+
+
 def test_new_checkpoint_path_never_names_an_existing_file(tmp_path):
     first = new_checkpoint_path(tmp_path, "sam2.1_hiera_tiny")
     first.write_bytes(b"x")

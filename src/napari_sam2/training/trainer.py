@@ -210,7 +210,9 @@ def _checkpoint(model, opt, step, cfg, out: Path, validate, log_path: Path) -> N
         },
         out / CHECKPOINT,
     )
-    save_model(model, out / MODEL, extra={"provenance": {"steps": step, "seed": cfg.seed}})
+    record = {"steps": step, "seed": cfg.seed, "focal_alpha": cfg.focal_alpha}
+    record["focal_gamma"] = cfg.focal_gamma  # the mask loss, for fine-tuning with the same
+    save_model(model, out / MODEL, extra={"provenance": record})
     if validate is not None:
         model.eval()
         with torch.no_grad():
