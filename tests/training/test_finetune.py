@@ -55,6 +55,23 @@ def test_settings_carry_the_mask_loss_into_the_recipe():
     assert (own.focal_alpha, own.focal_gamma) == (0.5, 0.0) and own.freeze_image_encoder
 
 
+def test_settings_for_a_base_take_its_recorded_mask_loss(micro, tmp_path):
+    from napari_sam2.training.trainer import save_model
+
+    own = tmp_path / "own.pt"
+    save_model(micro, own, extra={"provenance": {"focal_alpha": 0.5, "focal_gamma": 0.0}})
+    tuned = FinetuneSettings.for_base(own, steps=7)
+    assert (tuned.focal_alpha, tuned.focal_gamma, tuned.steps) == (0.5, 0.0, 7)
+    plain = tmp_path / "plain.pt"
+    save_model(micro, plain)  # records no loss (as an official checkpoint): the paper's
+    assert (
+        FinetuneSettings.for_base(plain).focal_gamma,
+        FinetuneSettings.for_base(None).focal_alpha,
+    ) == (2.0, 0.25)
+    # A registry name whose file is not here: the paper's loss, nothing downloaded.
+    assert FinetuneSettings.for_base("sam2.1_hiera_tiny").focal_gamma == 2.0
+
+
 def test_new_checkpoint_path_never_names_an_existing_file(tmp_path):
     first = new_checkpoint_path(tmp_path, "sam2.1_hiera_tiny")
     first.write_bytes(b"x")
@@ -81,6 +98,7 @@ def test_two_steps_write_a_loadable_checkpoint_and_leave_the_model(micro, clip, 
     prov = read_provenance(target)
     assert prov["base_model"] == "micro.pt" and prov["sessions"] == ["/data/run1"]
     assert prov["steps"] == 2 and prov["freeze_image_encoder"] is True
+    assert (prov["focal_alpha"], prov["focal_gamma"]) == (0.25, 2.0)  # the loss it tuned with
     assert "2 steps" in describe(prov) and "run1" in describe(prov)
     model = load_model(target)
     assert model.cfg == micro.cfg

@@ -215,7 +215,7 @@ class Finetuner:
             names.insert(0, str(ctrl.session_folder or f"unsaved: {self._layers.image.name}"))
         if not stacks and not folders:
             raise InputError("sessions: choose this session or at least one session folder")
-        settings = settings or FinetuneSettings()
+        settings = settings or FinetuneSettings.for_base(ctrl.model_source)
         base = ctrl.model_source or "model"
         target = new_checkpoint_path(self._folder(), base)
         provenance = {
@@ -304,8 +304,10 @@ class Finetuner:
             dialog.include_current.setText(f"This session ({Path(ctrl.session_folder).name})")
         if dialog.exec_() != QDialog.Accepted:
             return
-        settings = FinetuneSettings(
-            steps=dialog.steps.value(), freeze_image_encoder=dialog.freeze.isChecked()
+        settings = FinetuneSettings.for_base(
+            ctrl.model_source,
+            steps=dialog.steps.value(),
+            freeze_image_encoder=dialog.freeze.isChecked(),
         )
         try:
             self.start(dialog.sessions(), dialog.include_current.isChecked(), settings)

@@ -76,6 +76,19 @@ class FinetuneSettings:
         if not self.lr > 0:
             raise InputError(f"lr: must be positive, got {self.lr!r}")
 
+    @classmethod
+    def for_base(cls, source: str | os.PathLike | None, **overrides) -> FinetuneSettings:
+        """Settings that tune with the mask loss the base checkpoint recorded, if it did.
+
+        ``source``: the base model's file path or registry name. Training and
+        fine-tuning here record ``focal_alpha`` / ``focal_gamma`` in the
+        checkpoint's provenance; official checkpoints record nothing and get the
+        paper's loss. ``overrides``: other fields (steps, ...).
+        """
+        record = read_provenance(_checkpoint_file(source)) if source else None
+        loss = {k: float(record[k]) for k in ("focal_alpha", "focal_gamma") if k in (record or {})}
+        return cls(**(loss | overrides))
+
     def frozen_on(self, device) -> bool:
         """Whether the image encoder stays frozen on ``device``."""
         if self.freeze_image_encoder is not None:
@@ -209,6 +222,8 @@ def finetune(
         record.update(
             steps=cfg.steps,
             freeze_image_encoder=cfg.freeze_image_encoder,
+            focal_alpha=cfg.focal_alpha,  # the mask loss, so a later fine-tune keeps it
+            focal_gamma=cfg.focal_gamma,
             seconds=round(time.perf_counter() - start, 1),
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
@@ -216,6 +231,16 @@ def finetune(
             raise InputError(f"target: {target} appeared during training; not replaced")
         save_model(work, target, extra={"provenance": record})
     return target
+
+
+def _checkpoint_file(source: str | os.PathLike) -> Path:
+    """A checkpoint's file from a path or a registry name (the name's file may not exist)."""
+    from ..weights import registry
+
+    path = Path(str(source)).expanduser()
+    if path.is_file() or str(source) not in registry.REGISTRY:
+        return path
+    return registry.checkpoint_path(str(source))
 
 
 def read_provenance(path: str | os.PathLike) -> dict | None:
