@@ -218,6 +218,17 @@ class _Annotator:
         return [key for key in ranked if key not in done][:k]
 
 
+def _initial_annotation(session, gt_labels, cfg: LoopConfig, weights) -> _Annotator:
+    """Step 1 of the loop: clicks on each object's first frame, then tracking."""
+    ann = _Annotator(session, _check_gt(session, gt_labels), cfg, weights)
+    for obj, frame in first_frames(ann.gt).items():
+        ann.click(frame, obj)
+    if not ann.prompted:
+        raise InputError("gt_labels: no object could be clicked")
+    ann.track()
+    return ann
+
+
 def review_loop(
     session,
     gt_labels,
@@ -237,13 +248,8 @@ def review_loop(
     if strategy not in STRATEGIES:
         raise InputError(f"strategy: expected one of {STRATEGIES}, got {strategy!r}")
     cfg = config or LoopConfig()
-    gt = _check_gt(session, gt_labels)
-    ann = _Annotator(session, gt, cfg, weights)
-    for obj, frame in first_frames(gt).items():
-        ann.click(frame, obj)
-    if not ann.prompted:
-        raise InputError("gt_labels: no object could be clicked")
-    ann.track()
+    ann = _initial_annotation(session, gt_labels, cfg, weights)
+    gt = ann.gt
     rounds = [LoopRound(0, 0, 0, ann.jf())]
     pairs = gt.shape[0] * len(ann.objects)
     budget = max(1, math.ceil(cfg.budget * pairs))
@@ -270,15 +276,8 @@ def first_pass_signals(
     the data for fitting :class:`~napari_sam2.review.score.SuspicionWeights`
     (``benchmarks/fit_suspicion.py``).
     """
-    cfg = config or LoopConfig()
-    gt = _check_gt(session, gt_labels)
-    ann = _Annotator(session, gt, cfg, None)
-    for obj, frame in first_frames(gt).items():
-        ann.click(frame, obj)
-    if not ann.prompted:
-        raise InputError("gt_labels: no object could be clicked")
-    ann.track()
-    ious = iou_table(ann.labels, gt, ann.objects)
+    ann = _initial_annotation(session, gt_labels, config or LoopConfig(), None)
+    ious = iou_table(ann.labels, ann.gt, ann.objects)
     col = {obj: i for i, obj in enumerate(ann.objects)}
     return [
         (it.signals, float(ious[it.frame, col[it.obj_id]]))
