@@ -109,21 +109,17 @@ class FrameResult:
         positive pixel.
         """
         low = np.asarray(self.mask_logits[i], np.float32)
-        if low.shape == self.shape:
-            pos = np.argwhere(low > 0)
-            if len(pos) == 0:
-                return slice(0, 0), slice(0, 0), np.zeros((0, 0), np.float32)
-            (r0, c0), (r1, c1) = pos.min(0), pos.max(0) + 1
-            return slice(r0, r1), slice(c0, c1), low[r0:r1, c0:c1]
         pos = np.argwhere(low > 0)
         if len(pos) == 0:
             return slice(0, 0), slice(0, 0), np.zeros((0, 0), np.float32)
         (a0, b0), (a1, b1) = pos.min(0), pos.max(0)
+        if low.shape == self.shape:  # already at the frame's size: the bounding box
+            rows, cols = slice(a0, a1 + 1), slice(b0, b1 + 1)
+            return rows, cols, low[rows, cols]
         ry = bilinear_weights(self.shape[0], low.shape[0])
         rx = bilinear_weights(self.shape[1], low.shape[1])
         rows, cols = _support(ry, a0, a1), _support(rx, b0, b1)
-        crop = ry[rows] @ low @ rx[cols].T
-        return rows, cols, crop
+        return rows, cols, ry[rows] @ low @ rx[cols].T
 
     def object_mask(self, i: int) -> np.ndarray:
         """(H, W) bool mask of object ``i``."""
