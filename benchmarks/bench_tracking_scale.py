@@ -58,8 +58,15 @@ def one_run(model_name: str, n_cells: int, n_frames: int, size: int, image_size:
     ids = [i for i in np.unique(clip.labels[0]) if i][:n_cells]
     seeds = [clip.labels[0] == i for i in ids]
     model = _model(model_name, image_size)
+    # No detection, no ends, and no split divisions (a daughter needs at least
+    # the mother's whole recent area): the object count stays N.
     cfg = replace(
-        TrackConfig(), detect_every=10**6, coverage_drop=1.0, shrink_ratio=0.0, end_after=10**6
+        TrackConfig(),
+        detect_every=10**6,
+        coverage_drop=1.0,
+        shrink_ratio=0.0,
+        end_after=10**6,
+        split_min_fraction=1.0,
     )
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with tempfile.TemporaryDirectory() as tmp:
@@ -73,13 +80,16 @@ def one_run(model_name: str, n_cells: int, n_frames: int, size: int, image_size:
         def tick(done, total):
             times.append(time.perf_counter())
 
-        track_all(model, clip.image, cfg, masks=seeds, labels_out=out, progress=tick, spill_dir=tmp)
+        result = track_all(
+            model, clip.image, cfg, masks=seeds, labels_out=out, progress=tick, spill_dir=tmp
+        )
         seconds = time.perf_counter() - start
         disk = sum(p.stat().st_size for p in Path(tmp).rglob("*") if p.is_file())
         disk -= out.nbytes  # the output itself
     steady = np.diff(times[1:]) if len(times) > 2 else np.array([seconds])
     return {
         "cells": len(seeds),
+        "tracks": len(result.lineage),
         "frames": n_frames,
         "size": size,
         "image_size": image_size,
@@ -114,7 +124,7 @@ def main(argv=None) -> int:
         row = json.loads(done.stdout.strip().splitlines()[-1])
         rows.append(row)
         print(
-            f"T={row['frames']:4d}  cells {row['cells']:3d}  peak RSS {row['peak_rss_mb']:7.0f} MB  "
+            f"T={row['frames']:4d}  cells {row['cells']:3d}  tracks {row['tracks']:3d}  peak RSS {row['peak_rss_mb']:7.0f} MB  "
             f"temp disk {row['temp_disk_bytes']:6d} B  {row['s_per_frame']:.2f} s/frame  "
             f"{1000 * row['s_per_frame_per_object']:.0f} ms/frame/object",
             flush=True,

@@ -229,3 +229,37 @@ def test_bfloat16_session_tracks_like_float32(monkeypatch):
     union = (a > 0) | (b > 0)
     assert union.sum() > 50
     assert ((a == b) & union).sum() / union.sum() > 0.9
+
+
+def test_objects_prompted_on_different_frames_run_as_one_batch(model, monkeypatch):
+    """Objects prompted on frames 0 and 1 reach the same memory layout from frame 8 on;
+    their object-pointer offsets differ, yet they run as one batch, and each object's
+    logits equal those of a session that tracks it alone."""
+    frames = np.concatenate([_stack(t=6), _stack(t=6, seed=1)])
+    clicks = {1: (0, (40, 50)), 2: (1, (40, 80))}
+
+    def run(ids):
+        s = VideoSession(model, frames)
+        for i in ids:
+            f, rc = clicks[i]
+            s.add_points(f, i, [rc], [1])
+        out = {r.frame: r for r in s.propagate(start_frame=0)}
+        s.close()
+        return out
+
+    sizes = []
+    track_step = type(model).track_step
+
+    def counting(self, feats, n, *args, **kw):
+        sizes.append(n)
+        return track_step(self, feats, n, *args, **kw)
+
+    monkeypatch.setattr(type(model), "track_step", counting)
+    both = run([1, 2])
+    assert sizes[-4:] == [2, 2, 2, 2]  # frames 8-11: one batch of both objects
+    monkeypatch.undo()
+    for i in (1, 2):
+        alone = run([i])
+        for t in range(8, 12):
+            got = both[t].mask_logits[both[t].obj_ids.index(i)]
+            np.testing.assert_allclose(got, alone[t].mask_logits[0], atol=1e-4)

@@ -375,8 +375,7 @@ class VideoSession:
         groups: dict[tuple, list[tuple[ObjectTrack, MemoryContext]]] = {}
         for track in todo:
             ctx = self._context(track, frame, reverse)
-            key = (tuple(p for p, _ in ctx.spatial), tuple(o for o, _ in ctx.pointers))
-            groups.setdefault(key, []).append((track, ctx))
+            groups.setdefault(batch_key(ctx), []).append((track, ctx))
         if groups:
             feats = self._frame_features(frame, upcoming)
             for members in groups.values():
@@ -402,8 +401,11 @@ class VideoSession:
                 for i, (t_pos, _) in enumerate(first.spatial)
             ],
             pointers=[
-                (off, torch.stack([c.pointers[i][1] for c in ctxs]))
-                for i, (off, _) in enumerate(first.pointers)
+                (
+                    _shared_or_each([c.pointers[i][0] for c in ctxs], self.device),
+                    torch.stack([c.pointers[i][1] for c in ctxs]),
+                )
+                for i in range(len(first.pointers))
             ],
             num_frames=self.num_frames,
         )
@@ -482,6 +484,21 @@ class VideoSession:
 
     def _autocast(self):
         return autocast(self.device, self.dtype)
+
+
+def batch_key(ctx: MemoryContext) -> tuple:
+    """Objects whose contexts share this key run as one batch: the same memory
+    positions and the same number of pointers. Pointer offsets may differ within
+    a batch (see :class:`MemoryContext`), so objects prompted on different frames
+    (daughters, cells found later) still run together."""
+    return tuple(p for p, _ in ctx.spatial), len(ctx.pointers)
+
+
+def _shared_or_each(offsets: list[int], device) -> int | torch.Tensor:
+    """One pointer offset for a batch: an int where all agree, else a (B,) tensor."""
+    if all(o == offsets[0] for o in offsets):
+        return offsets[0]
+    return torch.tensor(offsets, device=device)
 
 
 def _scalar(value: torch.Tensor | None) -> float:

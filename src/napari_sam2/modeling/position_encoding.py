@@ -59,10 +59,10 @@ class SineGridCache:
 
 
 def sine_1d_encoding(positions: torch.Tensor, dim: int, temperature: float = 10000.0):
-    """Transformer-style 1D sine encoding: (N,) -> (N, dim), [sin | cos] halves."""
+    """Transformer-style 1D sine encoding: (...) -> (..., dim), [sin | cos] halves."""
     half = dim // 2
     freqs = _sine_frequencies(half, temperature, positions.device)
-    angles = positions[:, None] / freqs
+    angles = positions[..., None] / freqs
     return torch.cat((angles.sin(), angles.cos()), dim=-1)
 
 

@@ -36,11 +36,14 @@ class MemoryContext:
     ``spatial``: (t_pos, features) pairs; t_pos 0 for conditioning (prompted)
     frames, 1..num_maskmem-1 for the previous frames, oldest first; features
     are (B, mem_dim, h, w). ``pointers``: (temporal offset, (B, C) pointer)
-    pairs. ``num_frames``: the video length, which scales the pointer encoding.
+    pairs; the offset is an int shared by the batch, or a (B,) integer tensor
+    (objects prompted on different frames batched together: attention knows a
+    pointer only by its offset). ``num_frames``: the video length, which scales
+    the pointer encoding.
     """
 
     spatial: list[tuple[int, torch.Tensor]] = field(default_factory=list)
-    pointers: list[tuple[int, torch.Tensor]] = field(default_factory=list)
+    pointers: list[tuple[int | torch.Tensor, torch.Tensor]] = field(default_factory=list)
     num_frames: int = 1
 
 
@@ -262,23 +265,28 @@ class Sam2Model(nn.Module):
 
         n_ptr_tokens = 0
         if ctx.pointers:
-            offsets = torch.tensor([o for o, _ in ctx.pointers], device=self.device)
+            if any(isinstance(o, torch.Tensor) for o, _ in ctx.pointers):
+                offsets = torch.stack(  # (B, P): offsets differ across the batch
+                    [torch.as_tensor(o, device=self.device).expand(b) for o, _ in ctx.pointers], 1
+                )
+            else:
+                offsets = torch.tensor([o for o, _ in ctx.pointers], device=self.device)  # (P,)
             ptrs = torch.stack([p for _, p in ctx.pointers], dim=1)  # (B, P, C)
             split = cfg.d_model // cfg.mem_dim
             mems.append(ptrs.reshape(b, -1, cfg.mem_dim))  # each pointer -> `split` tokens
             poss.append(
                 self._pointer_pos(offsets, ctx.num_frames)
-                .repeat_interleave(split, 0)
+                .repeat_interleave(split, -2)
                 .expand(b, -1, -1)
             )
             n_ptr_tokens = ptrs.shape[1] * split
         return torch.cat(mems, dim=1), torch.cat(poss, dim=1), n_ptr_tokens
 
     def _pointer_pos(self, offsets: torch.Tensor, num_frames: int) -> torch.Tensor:
-        """Temporal encoding (P, mem_dim) of pointer offsets, scaled by the window length."""
+        """Temporal encoding (..., mem_dim) of pointer offsets (...), scaled by the window length."""
         cfg = self.cfg
         if not cfg.add_tpos_enc_to_obj_ptrs:
-            return torch.zeros(len(offsets), cfg.mem_dim, device=self.device)
+            return torch.zeros(*offsets.shape, cfg.mem_dim, device=self.device)
         # The scale depends on the video length for short videos, as in the release.
         t_max = min(num_frames, cfg.max_obj_ptrs_in_encoder) - 1
         enc = sine_1d_encoding(offsets / t_max, cfg.d_model)
