@@ -72,6 +72,26 @@ def test_settings_for_a_base_take_its_recorded_mask_loss(micro, tmp_path):
     assert FinetuneSettings.for_base("sam2.1_hiera_tiny").focal_gamma == 2.0
 
 
+def test_cli_tunes_a_base_with_its_recorded_loss_unless_the_config_says(micro, tmp_path):
+    """`napari-sam2 train --init MODEL` starts from the loss the widget would use."""
+    from napari_sam2.training.cli import read_config
+    from napari_sam2.training.finetune import recorded_loss
+    from napari_sam2.training.trainer import save_model
+
+    own = tmp_path / "own.pt"
+    save_model(micro, own, extra={"provenance": {"focal_alpha": 0.5, "focal_gamma": 0.0}})
+    base = recorded_loss(own)
+    cfg = read_config(None, 5, None, base)
+    assert (cfg.focal_alpha, cfg.focal_gamma, cfg.steps) == (0.5, 0.0, 5)
+    config = tmp_path / "c.json"
+    config.write_text('{"focal_gamma": 2.0}')
+    assert read_config(str(config), None, None, base).focal_gamma == 2.0  # the file wins
+    assert read_config(str(config), None, None, base).focal_alpha == 0.5
+    config.write_text("[1, 2]")
+    with pytest.raises(InputError, match="config: .* JSON object"):
+        read_config(str(config), None, None)
+
+
 def test_new_checkpoint_path_never_names_an_existing_file(tmp_path):
     first = new_checkpoint_path(tmp_path, "sam2.1_hiera_tiny")
     first.write_bytes(b"x")

@@ -16,6 +16,7 @@ import torch
 
 from ..errors import InputError, Sam2Error
 from .config import TrainConfig, init_scratch_model, micro_cells_config, prime_memory_attention
+from .finetune import recorded_loss
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -92,13 +93,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true")
 
 
-def read_config(path: str | None, steps: int | None, seed: int | None) -> TrainConfig:
-    values: dict = {}
+def read_config(
+    path: str | None, steps: int | None, seed: int | None, base: dict | None = None
+) -> TrainConfig:
+    """The TrainConfig of a run: ``base`` fields, then the JSON file's, then ``steps``/``seed``."""
+    values: dict = dict(base or {})
     if path:
         try:
-            values = json.loads(Path(path).read_text(encoding="utf-8"))
+            loaded = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise InputError(f"config: cannot read {path}: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise InputError(f"config: {path} must hold a JSON object of TrainConfig fields")
+        values |= loaded
         known = {f.name for f in fields(TrainConfig)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -147,7 +154,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = read_config(args.config, args.steps, args.seed)
+    # From a trained checkpoint, keep the mask loss it recorded unless the config sets one.
+    base = {} if args.init == "scratch" else recorded_loss(args.init)
+    cfg = read_config(args.config, args.steps, args.seed, base)
     data = list(args.data) if args.data is not None else ([] if args.sessions else ["synthetic"])
     data += list(args.sessions)
     if args.sessions:

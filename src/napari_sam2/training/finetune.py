@@ -85,9 +85,7 @@ class FinetuneSettings:
         checkpoint's provenance; official checkpoints record nothing and get the
         paper's loss. ``overrides``: other fields (steps, ...).
         """
-        record = read_provenance(_checkpoint_file(source)) if source else None
-        loss = {k: float(record[k]) for k in ("focal_alpha", "focal_gamma") if k in (record or {})}
-        return cls(**(loss | overrides))
+        return cls(**(recorded_loss(source) | overrides))
 
     def frozen_on(self, device) -> bool:
         """Whether the image encoder stays frozen on ``device``."""
@@ -231,6 +229,18 @@ def finetune(
             raise InputError(f"target: {target} appeared during training; not replaced")
         save_model(work, target, extra={"provenance": record})
     return target
+
+
+def recorded_loss(source: str | os.PathLike | None) -> dict[str, float]:
+    """The mask loss a base checkpoint was trained with: ``focal_alpha`` /
+    ``focal_gamma`` from its provenance, or {} (official checkpoints record none).
+
+    ``source``: a checkpoint path or registry name. The widget's fine-tuning and
+    ``napari-sam2 train --init MODEL`` both start from this, so the same base
+    model is tuned with the same loss from either.
+    """
+    record = read_provenance(_checkpoint_file(source)) if source else None
+    return {k: float(record[k]) for k in ("focal_alpha", "focal_gamma") if k in (record or {})}
 
 
 def _checkpoint_file(source: str | os.PathLike) -> Path:
