@@ -70,6 +70,10 @@ def main(argv=None) -> int:
     p.add_argument("--frames", type=int, default=40)
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeat", type=int, default=2, help="runs of each rule, order alternating")
+    p.add_argument(
+        "--caps", type=int, nargs="*", default=[], help="also: per layout with these batch caps"
+    )
     args = p.parse_args(argv)
     import torch
 
@@ -80,13 +84,27 @@ def main(argv=None) -> int:
     clip = make_timelapse(
         args.frames, (args.size, args.size), n_cells=args.objects, division_rate=0.0, seed=10600
     )
-    rows = {}
-    for name, key in (("per layout (now)", session_mod.batch_key), ("per prompt frame", _old_key)):
-        rows[name] = run(model, clip, args.objects, args.prompt_frames, key)
-        sec, nb = rows[name]
-        print(f"{name:18s} {sec:.3f} s/frame  {nb:.1f} batches/frame", flush=True)
-    ratio = rows["per prompt frame"][0] / rows["per layout (now)"][0]
-    print(f"speed-up {ratio:.2f}x")
+    default_cap = session_mod.CPU_MAX_BATCH
+    rules = {"per layout (now)": (session_mod.batch_key, default_cap)}
+    rules["per prompt frame"] = (_old_key, default_cap)
+    for cap in args.caps:
+        rules[f"per layout, cap {cap}"] = (session_mod.batch_key, cap)
+    rows: dict[str, list] = {name: [] for name in rules}
+    for i in range(args.repeat):  # alternate the order, so drift hits all alike
+        for name in list(rules)[:: 1 if i % 2 == 0 else -1]:
+            key, cap = rules[name]
+            session_mod.CPU_MAX_BATCH = cap
+            try:
+                sec, nb = run(model, clip, args.objects, args.prompt_frames, key)
+            finally:
+                session_mod.CPU_MAX_BATCH = default_cap
+            rows[name].append(sec)
+            print(f"{name:22s} {sec:.3f} s/frame  {nb:.1f} batches/frame", flush=True)
+    medians = {n: float(np.median(v)) for n, v in rows.items()}
+    for n, v in medians.items():
+        print(f"median {n:22s} {v:.3f} s/frame")
+    now, before = medians["per layout (now)"], medians["per prompt frame"]
+    print(f"speed-up of batching per layout: {before / now:.2f}x")
     return 0
 
 

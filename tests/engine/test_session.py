@@ -263,3 +263,25 @@ def test_objects_prompted_on_different_frames_run_as_one_batch(model, monkeypatc
         for t in range(8, 12):
             got = both[t].mask_logits[both[t].obj_ids.index(i)]
             np.testing.assert_allclose(got, alone[t].mask_logits[0], atol=1e-4)
+
+
+def test_cpu_batches_are_capped(model, monkeypatch):
+    """Larger CPU batches measured slower per object: a group runs in batches of at most the cap."""
+    from napari_sam2.engine import session as session_mod
+
+    monkeypatch.setattr(session_mod, "CPU_MAX_BATCH", 2)
+    sizes = []
+    track_step = type(model).track_step
+
+    def counting(self, feats, n, *args, **kw):
+        sizes.append(n)
+        return track_step(self, feats, n, *args, **kw)
+
+    monkeypatch.setattr(type(model), "track_step", counting)
+    with VideoSession(model, _stack(t=3)) as s:
+        for i, col in enumerate((30, 60, 90)):
+            s.add_points(0, i + 1, [(40, col)], [1])
+        sizes.clear()
+        list(s.propagate(start_frame=1, max_frames=1))
+    assert sizes == [2, 1]
+    assert session_mod.max_batch("cuda") > 1000

@@ -64,11 +64,16 @@ def test_strips_used_in_trunk(monkeypatch):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
-def test_row_chunks_equal_whole():
+@pytest.mark.parametrize("shape", [(2, 37, 8), (6, 7, 8), (3, 2, 5, 8)])
+def test_row_chunks_equal_whole(shape):
+    """Chunks run over all rows, the batch's included (6 x 7 rows: 5 chunks of 10)."""
     mlp = nn.Sequential(nn.LayerNorm(8), nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 8))
-    x = torch.randn(2, 37, 8)
-    torch.testing.assert_close(by_row_chunks(mlp, x, 10), mlp(x))
-    assert by_row_chunks(mlp, x, 10).shape == x.shape
+    x = torch.randn(*shape)
+    calls = []
+    got = by_row_chunks(lambda t: calls.append(t.shape[0]) or mlp(t), x, 10)
+    torch.testing.assert_close(got, mlp(x))
+    assert got.shape == x.shape
+    assert max(calls) <= 10
 
 
 @pytest.mark.parametrize("batch", [1, 3])

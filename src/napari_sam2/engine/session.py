@@ -378,8 +378,10 @@ class VideoSession:
             groups.setdefault(batch_key(ctx), []).append((track, ctx))
         if groups:
             feats = self._frame_features(frame, upcoming)
+            cap = max_batch(self.device)
             for members in groups.values():
-                self._track_group(feats, frame, members)
+                for i in range(0, len(members), cap):
+                    self._track_group(feats, frame, members[i : i + cap])
         for track in self._tracks.values():
             track.tracked[frame] = reverse
         return self._frame_result(frame)
@@ -484,6 +486,16 @@ class VideoSession:
 
     def _autocast(self):
         return autocast(self.device, self.dtype)
+
+
+CPU_MAX_BATCH = 8  # see max_batch
+
+
+def max_batch(device: torch.device) -> int:
+    """Most objects tracked in one batch. On a CPU, larger batches were slower per
+    object (their attention maps leave the cache; benchmarks/bench_batching.py);
+    a GPU takes them all at once."""
+    return CPU_MAX_BATCH if torch.device(device).type == "cpu" else 1 << 30
 
 
 def batch_key(ctx: MemoryContext) -> tuple:

@@ -37,15 +37,19 @@ class MLP(nn.Module):
 
 
 def by_row_chunks(fn, x: torch.Tensor, rows: int) -> torch.Tensor:
-    """Apply a row-wise ``fn`` to (..., N, C) in chunks of ``rows`` tokens along N.
+    """Apply a row-wise ``fn`` to (..., N, C) in chunks of ``rows`` tokens.
 
     For token-wise layers (MLPs, norms) this is the same function; it keeps a
-    wide hidden activation small enough to stay in the CPU cache.
+    wide hidden activation small enough to stay in the CPU cache. The leading
+    axes count as rows too, so a batch of many objects is chunked like one
+    long sequence.
     """
-    n = x.shape[-2]
-    if n <= rows:
+    lead, c = x.shape[:-1], x.shape[-1]
+    flat = x.reshape(-1, c)
+    if flat.shape[0] <= rows:
         return fn(x)
-    return torch.cat([fn(x[..., i : i + rows, :]) for i in range(0, n, rows)], dim=-2)
+    out = torch.cat([fn(flat[i : i + rows]) for i in range(0, flat.shape[0], rows)])
+    return out.reshape(*lead, out.shape[-1])
 
 
 class LayerNorm2d(nn.Module):
