@@ -231,6 +231,19 @@ def test_bfloat16_session_tracks_like_float32(monkeypatch):
     assert ((a == b) & union).sum() / union.sum() > 0.9
 
 
+def _batch_sizes(model, monkeypatch) -> list[int]:
+    """The number of objects of every ``track_step`` call from now on, appended as they run."""
+    sizes = []
+    track_step = type(model).track_step
+
+    def counting(self, feats, n, *args, **kw):
+        sizes.append(n)
+        return track_step(self, feats, n, *args, **kw)
+
+    monkeypatch.setattr(type(model), "track_step", counting)
+    return sizes
+
+
 def test_objects_prompted_on_different_frames_run_as_one_batch(model, monkeypatch):
     """Objects prompted on frames 0 and 1 reach the same memory layout from frame 8 on;
     their object-pointer offsets differ, yet they run as one batch, and each object's
@@ -247,14 +260,7 @@ def test_objects_prompted_on_different_frames_run_as_one_batch(model, monkeypatc
         s.close()
         return out
 
-    sizes = []
-    track_step = type(model).track_step
-
-    def counting(self, feats, n, *args, **kw):
-        sizes.append(n)
-        return track_step(self, feats, n, *args, **kw)
-
-    monkeypatch.setattr(type(model), "track_step", counting)
+    sizes = _batch_sizes(model, monkeypatch)
     both = run([1, 2])
     assert sizes[-4:] == [2, 2, 2, 2]  # frames 8-11: one batch of both objects
     monkeypatch.undo()
@@ -270,14 +276,7 @@ def test_cpu_batches_are_capped(model, monkeypatch):
     from napari_sam2.engine import session as session_mod
 
     monkeypatch.setattr(session_mod, "CPU_MAX_BATCH", 2)
-    sizes = []
-    track_step = type(model).track_step
-
-    def counting(self, feats, n, *args, **kw):
-        sizes.append(n)
-        return track_step(self, feats, n, *args, **kw)
-
-    monkeypatch.setattr(type(model), "track_step", counting)
+    sizes = _batch_sizes(model, monkeypatch)
     with VideoSession(model, _stack(t=3)) as s:
         for i, col in enumerate((30, 60, 90)):
             s.add_points(0, i + 1, [(40, col)], [1])
