@@ -4,7 +4,7 @@
    object each) and every new object the :class:`MaskGenerator` finds.
 2. **Propagate**: all live tracks together, frame by frame, through one
    :class:`~napari_sam2.engine.session.VideoSession` (objects with the same memory
-   layout run as one batch).
+   layout run as one batch, whatever frame they started on).
 3. **Decide** on each frame, by the rules of :mod:`.decisions`: occupancy,
    split divisions, ends; every ``detect_every`` frames and whenever the
    labelled area drops, run the generator again: uncovered masks become new
