@@ -140,12 +140,14 @@ def _queue(scores: dict) -> ReviewQueue:
     return q
 
 
-def test_queue_is_worst_first_and_walks_both_ways():
+def test_queue_walks_review_order_both_ways():
     q = _queue({(0, 1): 0.1, (1, 1): 0.9, (2, 1): 0.5, (2, 2): 0.5})
-    assert [it.key for it in q.items()] == [(1, 1), (2, 1), (2, 2), (0, 1)]
+    assert [it.key for it in q.ranked()] == [(1, 1), (2, 1), (2, 2), (0, 1)]  # worst first
+    # Review order: every object's worst first, then the rest.
+    assert [it.key for it in q.items()] == [(1, 1), (2, 2), (2, 1), (0, 1)]
     assert q.previous() is None and q.current is None
     assert q.next().key == (1, 1)
-    assert q.next().key == (2, 1)
+    assert q.next().key == (2, 2)
     assert q.previous().key == (1, 1)
     assert q.previous() is None and q.current.key == (1, 1)
     for _ in range(3):
@@ -240,10 +242,12 @@ def test_batch_spreads_a_round_over_objects_then_over_time():
     # Object 1 failed from frame 0 on (every frame worse than anything else), 2 and 3 once.
     q.update([ReviewItem(f, 1, 0.99 - 0.01 * f) for f in range(10)])
     q.update([ReviewItem(6, 2, 0.5), ReviewItem(2, 3, 0.4), ReviewItem(8, 3, 0.1)])
-    assert [it.key for it in q.items()][:3] == [(0, 1), (1, 1), (2, 1)]  # the list: worst first
+    assert [it.key for it in q.ranked()][:3] == [(0, 1), (1, 1), (2, 1)]  # worst first
     batch = [it.key for it in q.batch(5)]
     # One per object first (worst object first), then a second look at object 1
     # half the clip away from its first, then object 3's other frame (far enough).
     assert batch == [(0, 1), (6, 2), (2, 3), (5, 1), (8, 3)]
+    assert [it.key for it in q.items()][:5] == batch  # the list and Next follow it
+    assert q.next().key == (0, 1) and q.next().key == (6, 2)
     assert [it.key for it in q.batch(2, exclude={(0, 1)})] == [(1, 1), (6, 2)]
     assert len(q.batch(100)) == len(q) == 13 and q.batch(0) == []

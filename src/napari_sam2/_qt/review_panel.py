@@ -1,4 +1,4 @@
-"""The review queue of the SAM 2 widget: where tracking probably failed, worst first.
+"""The review queue of the SAM 2 widget: where tracking probably failed, each object's worst first.
 
 :class:`ReviewNavigator` (one part of the widget) feeds a
 :class:`~napari_sam2.review.session_review.SessionReview` with every frame a
@@ -68,7 +68,7 @@ class ReviewPanel(QGroupBox):
         self.table.setMinimumHeight(70)
         self.table.setMaximumHeight(130)
         self.table.setToolTip(
-            "Masks that tracking probably got wrong, worst first (the model's own "
+            "Masks that tracking probably got wrong, each object's worst first (the model's own "
             "confidence, jumps in size or place, fragments, forward/backward disagreement)"
         )
         self.previous = QPushButton(f"Previous ({PREVIOUS_KEY})")
@@ -87,7 +87,7 @@ class ReviewPanel(QGroupBox):
         self.table.cellClicked.connect(self._clicked)
 
     def show_items(self, items: list[ReviewItem], total: int, current) -> None:
-        """List ``items`` (worst first); ``total`` open pairs; ``current`` (frame, obj) or None."""
+        """List ``items`` (review order); ``total`` open pairs; ``current`` (frame, obj) or None."""
         self.table.setRowCount(0)
         for it in items:
             r = self.table.rowCount()
@@ -191,7 +191,7 @@ class ReviewNavigator:
     # -- walking --------------------------------------------------------------
 
     def items(self) -> list[ReviewItem]:
-        """The open (frame, object) pairs, worst first."""
+        """The open (frame, object) pairs in review order (each object's worst first)."""
         return self.review.items()
 
     def next(self) -> ReviewItem | None:

@@ -16,8 +16,9 @@ SAM 2 paper's data-engine way:
    * ``"guided"``: a round of the :class:`~napari_sam2.review.queue.ReviewQueue`
      (the model's own suspicion score, no ground truth), spread over objects
      and time by :meth:`~napari_sam2.review.queue.ReviewQueue.batch`;
-   * ``"worst-first"``: the queue's top pairs as listed, not spread (the first
-     version of the guided strategy, kept as an ablation);
+   * ``"worst-first"``: the queue's top pairs by score alone, not spread
+     (:meth:`~napari_sam2.review.queue.ReviewQueue.ranked`; the first version of
+     the guided strategy, kept as an ablation);
    * ``"uniform"``: the baseline, frames spread evenly over the clip (each
      new frame halves the largest gap left), all objects of a frame in turn;
    * ``"oracle"``: the pairs of lowest true IoU (an upper bound: it reads the
@@ -206,7 +207,7 @@ class _Annotator:
         if strategy == "guided":
             return [it.key for it in self.queue.batch(k, exclude=done)]
         if strategy == "worst-first":
-            ranked = [it.key for it in self.queue.items()]
+            ranked = [it.key for it in self.queue.ranked()]
         elif strategy == "uniform":
             ranked = [(t, o) for t in uniform_frames(self.gt.shape[0]) for o in self.objects]
         else:  # oracle
@@ -281,7 +282,7 @@ def first_pass_signals(
     col = {obj: i for i, obj in enumerate(ann.objects)}
     return [
         (it.signals, float(ious[it.frame, col[it.obj_id]]))
-        for it in ann.queue.items()
+        for it in ann.queue.ranked()
         if it.signals is not None and it.obj_id in col
     ]
 

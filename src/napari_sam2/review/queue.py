@@ -1,4 +1,11 @@
-"""The review queue: suspicious (frame, object) pairs, worst first, with a cursor.
+"""The review queue: suspicious (frame, object) pairs in review order, with a cursor.
+
+Review order (:func:`review_order`): the worst item of every object first, then
+for each object a second one at least half the clip away from its first, and
+so on, the spacing halving each pass. A correction re-tracks the whole object,
+so the worst frame of another object is worth more than a second look at the
+same failure; in the simulated loop this order beat uniform review and plain
+worst-first did not (docs/review.md).
 
 Qt-free; the widget drives it. It is fed the signals of every frame a
 propagation yields (:meth:`ReviewQueue.observe`); the annotator walks it with
@@ -10,14 +17,15 @@ changes that mask). Re-propagated frames come back with their new scores.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from bisect import bisect_left, insort
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 from ..errors import InputError
 from .score import SuspicionWeights, suspicion
 from .signals import ObjectSignals, SignalTracker
 
-__all__ = ["ReviewItem", "ReviewQueue"]
+__all__ = ["ReviewItem", "ReviewQueue", "review_order"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +43,7 @@ class ReviewItem:
 
 
 class ReviewQueue:
-    """Scored (frame, object) pairs, worst first, and a cursor moving through them.
+    """Scored (frame, object) pairs in review order, and a cursor moving through them.
 
     ``min_score``: items scoring below it are not listed (they are kept, and
     listed again if a later update raises them).
@@ -104,55 +112,30 @@ class ReviewQueue:
 
     # -- reading --------------------------------------------------------------
 
+    def ranked(self) -> list[ReviewItem]:
+        """The open items, worst first (ties: earlier frame, then lower id)."""
+        done = self._corrected | self._accepted
+        keep = [it for k, it in self._items.items() if k not in done and it.score >= self.min_score]
+        keep.sort(key=lambda it: (-it.score, it.frame, it.obj_id))
+        return keep
+
     def _open(self) -> list[tuple[int, int]]:
         if self._order is None:
-            done = self._corrected | self._accepted
-            keep = [
-                it for k, it in self._items.items() if k not in done and it.score >= self.min_score
-            ]
-            keep.sort(key=lambda it: (-it.score, it.frame, it.obj_id))
-            self._order = [it.key for it in keep]
+            self._order = [it.key for it in review_order(self.ranked())]
         return self._order
 
     def items(self) -> list[ReviewItem]:
-        """The open items, worst first (ties: earlier frame, then lower id)."""
+        """The open items in review order (see :func:`review_order`): what
+        :meth:`next` walks and the widget lists."""
         return [self._items[k] for k in self._open()]
 
     def batch(self, k: int, exclude=()) -> list[ReviewItem]:
-        """``k`` open items for one round of review before re-tracking, spread over objects.
-
-        Worst first, but at most one item per object until every object with an
-        open item has one; then a second per object at least half the clip away
-        from its first, and so on (the spacing halves each pass). A correction
-        re-tracks the whole object, so a second look at the same failure before
-        re-tracking is mostly wasted, while the worst frame of another object is
-        not. ``exclude``: (frame, obj_id) keys to skip.
-        """
+        """The first ``k`` open items in review order, leaving out ``exclude``
+        ((frame, obj_id) keys): one round of review before re-tracking."""
         if k < 1:
             return []
         skip = set(exclude)
-        ranked = [it for it in self.items() if it.key not in skip]
-        if not ranked:
-            return []
-        span = max(it.frame for it in ranked) - min(it.frame for it in ranked) + 1
-        chosen: list[ReviewItem] = []
-        keys: set[tuple[int, int]] = set()
-        frames: dict[int, list[int]] = {}
-        gap = None  # the first pass takes one item per object
-        while len(chosen) < min(k, len(ranked)):
-            for it in ranked:
-                if len(chosen) >= k:
-                    break
-                mine = frames.setdefault(it.obj_id, [])
-                if it.key in keys or (gap is None and mine):
-                    continue
-                if gap is not None and any(abs(it.frame - f) < gap for f in mine):
-                    continue
-                chosen.append(it)
-                keys.add(it.key)
-                mine.append(it.frame)
-            gap = span // 2 if gap is None else gap // 2  # reaches 0: any frame goes
-        return chosen
+        return review_order([it for it in self.ranked() if it.key not in skip], k)
 
     def __len__(self) -> int:
         return len(self._open())
@@ -196,7 +179,7 @@ class ReviewQueue:
         return self._items[key]
 
     def next(self) -> ReviewItem | None:
-        """Move to the next worse-to-better item and return it; None past the end."""
+        """Move to the next item in review order and return it; None past the end."""
         return self._step(1)
 
     def previous(self) -> ReviewItem | None:
@@ -235,3 +218,39 @@ class ReviewQueue:
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"review queue: malformed saved data ({exc})") from None
         return queue
+
+
+def review_order(ranked: Sequence[ReviewItem], k: int | None = None) -> list[ReviewItem]:
+    """Items ``ranked`` worst first, reordered for review (the first ``k``, or all).
+
+    Pass 1 takes the worst item of every object; each later pass takes, worst
+    first, an object's items at least ``gap`` frames from all of its items taken
+    so far, with ``gap`` half the items' frame span on pass 2 and halving each
+    pass until any frame goes.
+    """
+    limit = len(ranked) if k is None else min(k, len(ranked))
+    if limit < 1:
+        return []
+    span = max(it.frame for it in ranked) - min(it.frame for it in ranked) + 1
+    chosen: list[ReviewItem] = []
+    taken: dict[int, list[int]] = {}  # object -> its chosen frames, sorted
+    left = list(ranked)
+    gap = None  # pass 1: one per object
+    while len(chosen) < limit:
+        rest = []
+        for it in left:
+            mine = taken.setdefault(it.obj_id, [])
+            if len(chosen) >= limit or (mine if gap is None else _near(mine, it.frame, gap)):
+                rest.append(it)
+                continue
+            chosen.append(it)
+            insort(mine, it.frame)
+        left = rest
+        gap = span // 2 if gap is None else gap // 2  # reaches 0: any frame goes
+    return chosen
+
+
+def _near(frames: list[int], frame: int, gap: int) -> bool:
+    """Whether sorted ``frames`` has one closer than ``gap`` to ``frame``."""
+    i = bisect_left(frames, frame)
+    return (i < len(frames) and frames[i] - frame < gap) or (i > 0 and frame - frames[i - 1] < gap)

@@ -44,7 +44,7 @@ def _predicted_only(result):
 
 
 class SessionReview:
-    """Suspicious (frame, object) pairs of a session, worst first, updated as it is tracked."""
+    """Suspicious (frame, object) pairs of a session, in review order, updated as it is tracked."""
 
     def __init__(self, weights: SuspicionWeights | None = None, min_score: float = 0.0) -> None:
         self.queue = ReviewQueue(weights, min_score)
@@ -86,7 +86,7 @@ class SessionReview:
     # -- walking --------------------------------------------------------------
 
     def items(self, limit: int | None = None) -> list[ReviewItem]:
-        """The open items, worst first (at most ``limit``)."""
+        """The open items in review order (at most ``limit``)."""
         items = self.queue.items()
         return items if limit is None else items[:limit]
 
