@@ -60,15 +60,17 @@ def one_run(model_name: str, n_cells: int, n_frames: int, size: int, image_size:
     ids = [i for i in np.unique(clip.labels[0]) if i][:n_cells]
     seeds = [clip.labels[0] == i for i in ids]
     model = _model(model_name, image_size)
-    from napari_sam2.tracking import decisions
-
     # No detection, no ends and no divisions, so the object count stays N: a mask
     # that leaks into a neighbour can fall into two components each as large as
     # the cell was (seen: 150 tracks from 100 cells in 50 frames), which the
-    # split rule would take for a division. This process only measures the engine.
-    decisions.split_daughters = lambda *args: None
+    # split rule would take for a division. This measures the engine only.
     cfg = replace(
-        TrackConfig(), detect_every=10**6, coverage_drop=1.0, shrink_ratio=0.0, end_after=10**6
+        TrackConfig(),
+        detect_every=10**6,
+        coverage_drop=1.0,
+        shrink_ratio=0.0,
+        end_after=10**6,
+        divisions=False,
     )
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with tempfile.TemporaryDirectory() as tmp:

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from napari_sam2.engine.session import FrameResult
+from napari_sam2.errors import InputError
 from napari_sam2.evaluation.metrics import ctc_scores
 from napari_sam2.evaluation.synthetic import make_timelapse
 from napari_sam2.modeling.config import HieraConfig, Sam2Config
@@ -113,8 +114,8 @@ def test_oracle_loop_recovers_ground_truth_lineage(clip):
     _check_invariants(result)
 
 
-def test_split_division_ends_mother_and_links_daughters():
-    """One cell that splits in two on frame 3."""
+def _split_clip():
+    """One cell that splits in two on frame 3 (the oracle follows both halves as one)."""
     labels = np.zeros((6, 40, 60), np.int32)
     yy, xx = np.mgrid[:40, :60]
     for t in range(6):
@@ -123,9 +124,27 @@ def test_split_division_ends_mother_and_links_daughters():
         else:
             labels[t][(yy - 20) ** 2 + (xx - 30 + 3 * t) ** 2 <= 36] = 2
             labels[t][(yy - 20) ** 2 + (xx - 30 - 3 * t) ** 2 <= 36] = 3
-
     rows = [SimpleNamespace(label=i, parent=p) for i, p in ((1, 0), (2, 1), (3, 1))]
-    c = SimpleNamespace(labels=labels, image=[f.astype(np.uint8) for f in labels], lineage=rows)
+    return SimpleNamespace(labels=labels, image=[f.astype(np.uint8) for f in labels], lineage=rows)
+
+
+def _appearance_clip():
+    """The tracked mask keeps one half; the other half appears beside it on frame 2."""
+    labels = np.zeros((5, 40, 60), np.int32)
+    yy, xx = np.mgrid[:40, :60]
+    big = (yy - 20) ** 2 + (xx - 30) ** 2 <= 100
+    for t in range(2):
+        labels[t][big] = 1
+    for t in range(2, 5):
+        labels[t][big & (xx < 29)] = 2
+        labels[t][big & (xx > 31)] = 3
+    # The oracle session knows only the left daughter: it keeps following that half.
+    rows = [SimpleNamespace(label=2, parent=1)]
+    return SimpleNamespace(labels=labels, image=[f.astype(np.uint8) for f in labels], lineage=rows)
+
+
+def test_split_division_ends_mother_and_links_daughters():
+    c = _split_clip()
     session = OracleSession(c)
     result = run_tracking(session, OracleGenerator(c), TrackConfig(detect_every=100, min_area=5))
     assert result.lineage[1] == (0, 2, 0)
@@ -135,19 +154,7 @@ def test_split_division_ends_mother_and_links_daughters():
 
 
 def test_appearance_next_to_shrunk_track_is_a_division():
-    """The tracked mask keeps one half; the other half appears beside it."""
-    labels = np.zeros((5, 40, 60), np.int32)
-    yy, xx = np.mgrid[:40, :60]
-    big = (yy - 20) ** 2 + (xx - 30) ** 2 <= 100
-    for t in range(2):
-        labels[t][big] = 1
-    for t in range(2, 5):
-        labels[t][big & (xx < 29)] = 2
-        labels[t][big & (xx > 31)] = 3
-
-    # The oracle session knows only the left daughter: it keeps following that half.
-    rows = [SimpleNamespace(label=2, parent=1)]
-    c = SimpleNamespace(labels=labels, image=[f.astype(np.uint8) for f in labels], lineage=rows)
+    c = _appearance_clip()
     result = run_tracking(
         OracleSession(c),
         OracleGenerator(c),
@@ -156,6 +163,23 @@ def test_appearance_next_to_shrunk_track_is_a_division():
     assert result.lineage[1] == (0, 1, 0), result.lineage
     daughters = result.divisions()[1]
     assert len(daughters) == 2 and {result.lineage[d][0] for d in daughters} == {2}
+
+
+def test_without_divisions_a_split_keeps_its_id_and_an_appearance_is_a_new_track():
+    """``divisions=False`` (cells that do not divide): no rule makes a mother and daughters."""
+    c = _split_clip()
+    cfg = TrackConfig(detect_every=100, min_area=5, divisions=False)
+    result = run_tracking(OracleSession(c), OracleGenerator(c), cfg)
+    # Track 1 keeps its id past the split; whatever else is found has no mother.
+    assert result.lineage[1] == (0, 5, 0) and result.divisions() == {}
+    assert all(parent == 0 for _, _, parent in result.lineage.values())
+    c = _appearance_clip()
+    cfg = TrackConfig(detect_every=1, min_area=5, contact_distance=3, divisions=False)
+    result = run_tracking(OracleSession(c), OracleGenerator(c), cfg)
+    assert result.divisions() == {} and result.lineage[1] == (0, 4, 0), result.lineage
+    assert [v for k, v in result.lineage.items() if k != 1] == [(2, 4, 0)]
+    with pytest.raises(InputError, match="divisions"):
+        TrackConfig(divisions="no")
 
 
 def _check_invariants(result):

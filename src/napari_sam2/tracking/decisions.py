@@ -72,6 +72,9 @@ class TrackConfig:
     history: frames over which a track's recent (mean) area is taken.
     inside: smallest fraction of a generator mask inside a track for a cover division.
     cover_fraction: fraction of the track the two daughter masks must cover.
+    divisions: False for cells that do not divide: no division rule applies (a
+        mask that falls apart keeps its id; a new cell next to a shrunk track is
+        a new track).
     generator: settings of the mask generator used for seeding and detection.
     """
 
@@ -87,9 +90,12 @@ class TrackConfig:
     history: int = 3
     inside: float = 0.8
     cover_fraction: float = 0.7
+    divisions: bool = True
     generator: GeneratorConfig = field(default_factory=_default_generator)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.divisions, bool):
+            raise InputError(f"divisions: must be True or False, got {self.divisions!r}")
         for name in ("detect_every", "end_after", "history"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:

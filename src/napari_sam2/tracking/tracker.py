@@ -148,7 +148,7 @@ class _Tracker:
             track.missing = 0
             recent = track.areas[-cfg.history :]
             pair = decisions.split_daughters(mask, float(np.mean(recent)), cfg)
-            if pair is not None:
+            if pair is not None and cfg.divisions:
                 self.divide(frame, tid, *pair)
                 continue
             track.last_seen = frame
@@ -180,7 +180,8 @@ class _Tracker:
             and decisions.shrunk(t.areas[-1], t.areas[-1 - cfg.history : -1], cfg.shrink_ratio)
         }
         candidates = found.masks[order]
-        for tid in [t for t, tr in self.live.items() if tr.last_seen == frame]:
+        watched = [t for t, tr in self.live.items() if tr.last_seen == frame and cfg.divisions]
+        for tid in watched:
             track = self.live[tid]
             recent = float(np.mean(track.areas[-1 - cfg.history : -1] or track.areas))
             pair = decisions.contained_daughters(candidates, labels == tid, recent, cfg)
@@ -189,6 +190,7 @@ class _Tracker:
                 self.divide(frame, tid, *pair)
         for mask in decisions.new_objects(candidates, labels, cfg):
             mother = decisions.division_mother(mask, labels, shrunk, cfg.contact_distance)
+            mother = mother if cfg.divisions else None
             if mother is not None:
                 shrunk.discard(mother)
                 self.divide(frame, mother, labels == mother, mask)
