@@ -126,3 +126,23 @@ def test_bad_input_is_exit_2_one_line(data, tmp_path, capsys):
     assert _track(root, out, "--pred-iou-thresh", "2") == 2
     assert "[0, 1]" in _one_error_line(capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.tif", "old.tif", "zt.npy"]
+
+
+def test_no_divisions_reaches_the_tracker(data, tmp_path, oracle_generator, monkeypatch):
+    from napari_sam2.tracking import tracker
+
+    seen = []
+    track_all = tracker.track_all
+
+    def spy(net, frames, cfg, **kw):
+        seen.append(cfg.divisions)
+        return track_all(net, frames, cfg, **kw)
+
+    monkeypatch.setattr(tracker, "track_all", spy)
+    root, _ = data
+    assert _track(root, tmp_path / "a.csv", "--format", "csv", "--frames", "1:3") == 0
+    assert (
+        _track(root, tmp_path / "b.csv", "--format", "csv", "--frames", "1:3", "--no-divisions")
+        == 0
+    )
+    assert seen == [True, False]

@@ -254,6 +254,7 @@ def run_track(
     pred_iou_thresh: float | None = None,
     stability_thresh: float | None = None,
     min_area: int = 20,
+    divisions: bool = True,
     frames: str | None = None,
     time_axis: int | None = None,
     device: str = "auto",
@@ -292,6 +293,7 @@ def run_track(
         base,
         detect_every=detect_every,
         min_area=min_area,
+        divisions=divisions,
         generator=replace(base.generator, points_per_side=points_per_side, **thresholds),
     )
 
@@ -587,6 +589,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     trk.add_argument("--points-per-side", type=_positive, default=16, metavar="N")
     trk.add_argument(
+        "--no-divisions",
+        dest="divisions",
+        action="store_false",
+        help="cells that do not divide: no division rule applies",
+    )
+    trk.add_argument(
         "--pred-iou-thresh", type=_fraction, metavar="X", help="generator IoU threshold (0.7)"
     )
     trk.add_argument(
@@ -711,6 +719,7 @@ def _cmd_track(args) -> int:
         pred_iou_thresh=args.pred_iou_thresh,
         stability_thresh=args.stability_thresh,
         min_area=args.min_area,
+        divisions=args.divisions,
         frames=args.frames,
         time_axis=args.time_axis,
         device=args.device,
