@@ -180,3 +180,23 @@ def test_tracks_layer_shows_the_division_graph(make_widget, monkeypatch):
     assert auto.show_tracks()
     assert viewer.layers[widget.image.name + " SAM2 tracks"] is layer
     assert layer.graph == {} and set(layer.data[:, 0].tolist()) == {5}
+
+
+def test_cells_divide_box_sets_the_division_rules(make_widget, monkeypatch):
+    from napari_sam2.tracking import tracker
+
+    _fixed_generator(monkeypatch, [_disc((16, 16), 7)])
+    seen = []
+    iter_tracking = tracker.iter_tracking
+
+    def spy(session, generator, cfg, *args, **kw):
+        seen.append(cfg.divisions)
+        return iter_tracking(session, generator, cfg, *args, **kw)
+
+    monkeypatch.setattr(tracker, "iter_tracking", spy)
+    viewer, widget = make_widget()
+    assert widget.automatic_panel.divide.isChecked()
+    widget.track_all_cells(0)
+    widget.automatic_panel.divide.setChecked(False)
+    widget.track_all_cells(0)
+    assert seen == [True, False]

@@ -23,7 +23,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from qtpy.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..errors import InputError, Sam2Error
 from ..files.stacks import Stack, frame_index
@@ -61,6 +69,12 @@ class AutomaticPanel(QGroupBox):
             "cells; writes background pixels only (one undo step) and adds a Tracks layer. "
             "Progress and Cancel are in the Propagate panel"
         )
+        self.divide = QCheckBox("Cells divide")
+        self.divide.setChecked(True)
+        self.divide.setToolTip(
+            "Track all cells links daughters to mothers. Untick for cells that do not "
+            "divide: a mask that falls apart then keeps its id, and no division is made"
+        )
         self.status = QLabel("")
         self.status.setWordWrap(True)
         layout = QVBoxLayout(self)
@@ -68,6 +82,7 @@ class AutomaticPanel(QGroupBox):
         row.addWidget(self.segment_all)
         row.addWidget(self.track_all)
         layout.addLayout(row)
+        layout.addWidget(self.divide)
         layout.addWidget(self.status)
 
 
@@ -166,7 +181,7 @@ class Automatic:
         model = self._need_model()
         stack = self._stack()
         dtype = self._controller.precision
-        cfg = config or TrackConfig()
+        cfg = config or TrackConfig(divisions=self._panel.divide.isChecked())
         sessions: list = []
 
         def work():
