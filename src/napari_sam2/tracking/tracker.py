@@ -147,8 +147,12 @@ class _Tracker:
                 continue
             track.missing = 0
             recent = track.areas[-cfg.history :]
-            pair = decisions.split_daughters(mask, float(np.mean(recent)), cfg)
-            if pair is not None and cfg.divisions:
+            pair = (
+                decisions.split_daughters(mask, float(np.mean(recent)), cfg)
+                if cfg.divisions
+                else None
+            )
+            if pair is not None:
                 self.divide(frame, tid, *pair)
                 continue
             track.last_seen = frame
@@ -172,16 +176,16 @@ class _Tracker:
         found = self.generator.generate(source.raw(frame), contrast_limits=limits)
         order = np.argsort(-found.predicted_iou, kind="stable")
         labels = self.labels[frame]
+        # Tracks seen on this frame may divide (none when cells do not divide).
+        seen = [t for t, tr in self.live.items() if tr.last_seen == frame and cfg.divisions]
         shrunk = {
             tid
-            for tid, t in self.live.items()
-            if t.last_seen == frame
-            and len(t.areas) > 1
-            and decisions.shrunk(t.areas[-1], t.areas[-1 - cfg.history : -1], cfg.shrink_ratio)
+            for tid in seen
+            if len(areas := self.live[tid].areas) > 1
+            and decisions.shrunk(areas[-1], areas[-1 - cfg.history : -1], cfg.shrink_ratio)
         }
         candidates = found.masks[order]
-        watched = [t for t, tr in self.live.items() if tr.last_seen == frame and cfg.divisions]
-        for tid in watched:
+        for tid in seen:
             track = self.live[tid]
             recent = float(np.mean(track.areas[-1 - cfg.history : -1] or track.areas))
             pair = decisions.contained_daughters(candidates, labels == tid, recent, cfg)
@@ -190,7 +194,6 @@ class _Tracker:
                 self.divide(frame, tid, *pair)
         for mask in decisions.new_objects(candidates, labels, cfg):
             mother = decisions.division_mother(mask, labels, shrunk, cfg.contact_distance)
-            mother = mother if cfg.divisions else None
             if mother is not None:
                 shrunk.discard(mother)
                 self.divide(frame, mother, labels == mother, mask)
