@@ -284,3 +284,47 @@ def test_cpu_batches_are_capped(model, monkeypatch):
         list(s.propagate(start_frame=1, max_frames=1))
     assert sizes == [2, 1]
     assert session_mod.max_batch("cuda") > 1000
+
+
+def test_frame_range_limits_tracking_and_keeps_results_inside(model):
+    """An object with a frame range is neither tracked nor drawn outside it; inside
+    it, results equal those of an unlimited object (other objects are unaffected)."""
+    frames = _stack(t=6)
+    with VideoSession(model, frames) as free, VideoSession(model, frames) as ranged:
+        for s in (free, ranged):
+            s.add_points(1, 3, [(40, 53)], [1])
+            s.add_points(1, 4, [(20, 20)], [1])
+        ranged.set_frame_range(3, 1, 3)
+        assert ranged.frame_range(3) == (1, 3) and ranged.frame_range(4) == (0, 5)
+        a = {r.frame: r for r in free.propagate(1)}
+        b = {r.frame: r for r in ranged.propagate(1)}
+        backward = {r.frame: r for r in ranged.propagate(1, reverse=True)}
+    for t in (2, 3):
+        np.testing.assert_allclose(b[t].logits, a[t].logits, atol=1e-5)
+    for t in (4, 5):
+        assert b[t].object_scores[0] < -100 and not b[t].masks[0].any()
+        np.testing.assert_allclose(b[t].logits[1], a[t].logits[1], atol=1e-5)
+        assert 3 not in b[t].predicted_ids()
+    assert backward[0].object_scores[0] < -100  # before the range: not tracked either way
+
+
+def test_frame_range_errors_and_prompts_outside_widen_it(model):
+    with VideoSession(model, _stack(t=6)) as s:
+        s.add_points(2, 1, [(40, 53)], [1])
+        with pytest.raises(InputError, match=r"^first: object 1 has a prompt on frame 2"):
+            s.set_frame_range(1, 3, 5)
+        with pytest.raises(InputError, match=r"^last: frame 1 is before first frame 2"):
+            s.set_frame_range(1, 2, 1)
+        with pytest.raises(InputError, match=r"^last: "):
+            s.set_frame_range(1, 0, 6)
+        with pytest.raises(InputError, match=r"^obj_id: no object with id 9"):
+            s.set_frame_range(9, 0, 1)
+        s.set_frame_range(1, 1, 3)
+        list(s.propagate(2))
+        s.add_points(5, 1, [(40, 60)], [1])  # a correction after the range's end
+        assert s.frame_range(1) == (1, 5)
+        s.set_frame_range(1, 2, 5)  # frame 1's output goes with it
+        assert 1 not in s._tracks[1].tracked
+        results = {r.frame: r for r in s.propagate(2)}
+    assert set(results) == {2, 3, 4, 5}
+    assert all(results[t].object_scores[0] > -100 for t in (3, 4))

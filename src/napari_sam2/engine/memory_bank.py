@@ -99,7 +99,10 @@ class ObjectTrack:
     frame size). ``cond``: outputs of conditioning frames. ``pending``: outputs
     of prompts not yet folded into memory (frame -> (output, is_cond)).
     ``recent``: the RAM window of non-conditioning outputs. ``tracked``: frame
-    -> whether it was last tracked in reverse.
+    -> whether it was last tracked in reverse. ``span``: (first, last) frames
+    the object may exist on (inclusive), or None for the whole stack; outside
+    it the object is neither tracked nor drawn (a mother after its division, a
+    cell before it entered).
     """
 
     obj_id: int
@@ -109,9 +112,14 @@ class ObjectTrack:
     pending: dict[int, tuple[FrameOutput, bool]] = field(default_factory=dict)
     recent: OrderedDict[int, FrameOutput] = field(default_factory=OrderedDict)
     tracked: dict[int, bool] = field(default_factory=dict)
+    span: tuple[int, int] | None = None
 
     def prompt_frames(self) -> set[int]:
         return set(self.points) | set(self.masks)
+
+    def covers(self, frame: int) -> bool:
+        """Whether ``frame`` lies in the object's span (always, without one)."""
+        return self.span is None or self.span[0] <= frame <= self.span[1]
 
 
 class MemoryBank:

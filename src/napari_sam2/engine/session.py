@@ -153,10 +153,46 @@ class VideoSession:
         mask_t = self._mask_to_model(mask)
         self._version += 1
         track = self._track(obj_id)
+        _cover(track, frame)
         track.masks[frame] = mask_t
         track.points.pop(frame, None)
         self._run_prompt(track, frame, mask=mask_t)
         return self._frame_result(frame)
+
+    def frame_range(self, obj_id: int) -> tuple[int, int]:
+        """The (first, last) frames an object may exist on (inclusive); see :meth:`set_frame_range`."""
+        track = self._existing(obj_id)
+        return track.span if track.span is not None else (0, self.num_frames - 1)
+
+    @torch.inference_mode()
+    def set_frame_range(self, obj_id: int, first: int, last: int) -> None:
+        """Let an object exist only on frames ``first..last`` (inclusive).
+
+        Propagation neither tracks nor draws it outside that range, and its
+        outputs there are dropped: an automatic track keeps its frames (a
+        mother ends at its division, a daughter starts at it) when it is
+        corrected like a manual object. Every prompt of the object must lie in
+        the range; a later prompt outside it widens the range to reach it.
+        """
+        self._check_open()
+        track = self._existing(obj_id)
+        first = self.source.check_index(first, "first")
+        last = self.source.check_index(last, "last")
+        if first > last:
+            raise InputError(f"last: frame {last} is before first frame {first}")
+        prompted = track.prompt_frames() | set(track.pending) | set(track.cond)
+        outside = sorted(f for f in prompted if not first <= f <= last)
+        if outside:
+            name = "first" if outside[0] < first else "last"
+            raise InputError(
+                f"{name}: object {track.obj_id} has a prompt on frame {outside[0]}, "
+                f"outside {first}..{last}"
+            )
+        self._version += 1
+        track.span = (first, last)
+        for frame in [f for f in track.tracked if not track.covers(f)]:
+            self._bank.pop(track, frame, self.device)
+            del track.tracked[frame]
 
     @torch.inference_mode()
     def remove_object(self, obj_id: int) -> list[FrameResult]:
@@ -304,6 +340,7 @@ class VideoSession:
     def _add_point_prompt(self, frame: int, obj_id: int, prompt: PointPrompt) -> FrameResult:
         self._version += 1
         track = self._track(obj_id)
+        _cover(track, frame)
         track.points[frame] = prompt
         track.masks.pop(frame, None)
         self._run_prompt(track, frame, points=prompt)
@@ -371,7 +408,7 @@ class VideoSession:
         return list(range(start, min(start + n, self.num_frames)))
 
     def _propagate_frame(self, frame: int, reverse: bool, upcoming) -> FrameResult:
-        todo = [t for t in self._tracks.values() if frame not in t.cond]
+        todo = [t for t in self._tracks.values() if frame not in t.cond and t.covers(frame)]
         groups: dict[tuple, list[tuple[ObjectTrack, MemoryContext]]] = {}
         for track in todo:
             ctx = self._context(track, frame, reverse)
@@ -383,7 +420,8 @@ class VideoSession:
                 for i in range(0, len(members), cap):
                     self._track_group(feats, frame, members[i : i + cap])
         for track in self._tracks.values():
-            track.tracked[frame] = reverse
+            if track.covers(frame):
+                track.tracked[frame] = reverse
         return self._frame_result(frame)
 
     def _track_group(self, feats: ImageFeatures, frame: int, members) -> None:
@@ -504,6 +542,12 @@ def batch_key(ctx: MemoryContext) -> tuple:
     a batch (see :class:`MemoryContext`), so objects prompted on different frames
     (daughters, cells found later) still run together."""
     return tuple(p for p, _ in ctx.spatial), len(ctx.pointers)
+
+
+def _cover(track: ObjectTrack, frame: int) -> None:
+    """A prompt outside an object's span widens the span to reach it."""
+    if track.span is not None and not track.covers(frame):
+        track.span = (min(track.span[0], frame), max(track.span[1], frame))
 
 
 def _shared_or_each(offsets: list[int], device) -> int | torch.Tensor:
