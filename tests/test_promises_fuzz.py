@@ -101,7 +101,7 @@ GOOD_META = {
     "model": {"source": None, "device": "cpu", "precision": "float32", "image_size": 256},
     "stack_axis": 0,
     "stack_kind": "time",
-    "objects": [{"id": 1, "name": "object 1"}],
+    "objects": [{"id": 1, "name": "object 1", "frames": [0, 2]}],
     "reached": {"1": [[0, 0]]},
     "selected_label": 1,
 }
@@ -135,6 +135,7 @@ def test_fuzz_session_json(tmp_path_factory, changes, nested, masks_shape, cut):
         assert saved.labels.shape == (3, 16, 16)
         assert all(isinstance(o, int) and o >= 1 for o in saved.objects)
         assert saved.stack_axis in (0, 1, 2)
+        assert all(0 <= a <= b < 3 for a, b in saved.frame_ranges.values())
     except Sam2Error as exc:
         assert "\n" not in str(exc)
     assert _digests(folder) == before

@@ -247,3 +247,32 @@ def test_session_computes_in_the_chosen_precision(monkeypatch):
     session = controller.open_session(stack)
     assert session.dtype == torch.bfloat16
     session.close()
+
+
+def test_prompted_tracks_are_handed_to_the_session_within_their_frames():
+    """A "Track all cells" track the user prompts becomes an object: its first frame's
+    mask as mask prompt, its frames as range, a click inside it a forward correction."""
+    from napari_sam2._qt.automatic_rules import TrackHandover
+
+    labels = np.zeros((5, 8, 8), np.int32)
+    labels[:2, 2:6, 2:6] = 1  # the mother, frames 0-1
+    labels[2:, 2:6, 2:4] = 2  # daughters from frame 2
+    labels[2:, 2:6, 4:6] = 3
+    ctrl = Sam2Controller()
+    assert not ctrl.hand_over_tracks({(3, 12): _click(3, 4)})  # no run yet
+    ctrl.handover = TrackHandover(labels, {1: (0, 1, 0), 2: (2, 4, 1), 3: (2, 4, 1)}, 10)
+    assert 12 in ctrl.handover and 2 not in ctrl.handover and 14 not in ctrl.handover
+    current = {(3, 12): _click(3, 2), (1, 5): _click(1, 1)}  # daughter 2 (id 12); object 5
+    assert ctrl.hand_over_tracks(current)
+    np.testing.assert_array_equal(ctrl.masks[(2, 12)], labels[2] == 2)
+    assert ctrl.frame_ranges == {12: (2, 4)} and 12 in ctrl.written and ctrl.painted[12] == {}
+    assert ctrl.objects[12] == "track 12" and 5 not in ctrl.objects  # 5 is no track
+    edits = ctrl.take_edits({**current, (2, 12): FramePrompt(mask=ctrl.masks[(2, 12)])}, 5)
+    assert edits.corrections == [(3, False)]  # the click re-tracks forward; the mask does not
+    assert not ctrl.hand_over_tracks(current)  # once only
+    # A click on a track's first frame replaces its mask there; a removed track stays gone.
+    assert ctrl.hand_over_tracks({(0, 11): _click(3, 3)}) and (0, 11) not in ctrl.masks
+    ctrl.remove_object_prompts(13)
+    assert not ctrl.hand_over_tracks({(2, 13): _click(3, 5)}) and 13 not in ctrl.frame_ranges
+    meta = ctrl.session_meta({}, {}, 0)
+    assert {"id": 12, "name": "track 12", "frames": [2, 4]} in meta["objects"]

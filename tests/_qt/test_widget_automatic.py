@@ -200,3 +200,45 @@ def test_cells_divide_box_sets_the_division_rules(make_widget, monkeypatch):
     widget.automatic_panel.divide.setChecked(False)
     widget.track_all_cells(0)
     assert seen == [True, False]
+
+
+def test_a_clicked_track_is_corrected_by_the_interactive_session(
+    make_widget, monkeypatch, tmp_path
+):
+    """After Track all, a click on a track hands it to the widget's session: limited to
+    its own frames, re-tracked forward from the click, and saved with its frames."""
+    _fixed_generator(monkeypatch, [_disc((16, 16), 7), _disc((45, 45), 7)])
+    viewer, widget = make_widget()
+    result = widget.track_all_cells(0, config=TrackConfig(divisions=False, end_after=99))
+    offset = widget.automatic.offset
+    assert set(result.lineage) == {1, 2}
+    start, end, _ = result.lineage[1]
+    obj = offset + 1
+    # The track's frames, cut short as if it had ended after frame 2.
+    widget.controller.handover.lineage[1] = (start, 2, 0)
+    before = np.array(widget.labels.data)
+    widget.propagate_panel.auto.setChecked(True)
+    runs, seen = [], {}
+    widget.propagation.run_listeners.append(runs.append)
+    widget.propagation.result_listeners.append(
+        lambda r, reverse: seen.__setitem__(r.frame, r.predicted_ids())
+    )
+    widget.add_point(1, 16, 16, obj_id=obj)
+    # The click corrects a frame the run tracked forward: re-tracked forward from it.
+    assert [(p.start, p.reverse) for p in runs[-1]] == [(1, False)]
+    assert obj in seen[2] and obj not in seen[3] | seen[4]
+    session = widget.controller.session
+    assert set(session.obj_ids) == {obj}  # track 2 was not prompted: it stays as written
+    assert session.frame_range(obj) == (start, 2)
+    np.testing.assert_array_equal(widget.controller.masks[(0, obj)], result.labels[0] == 1)
+    labels = np.array(widget.labels.data)
+    np.testing.assert_array_equal(labels[3:], before[3:])  # outside its frames: untouched
+    np.testing.assert_array_equal(labels == offset + 2, before == offset + 2)
+    widget.save_session(tmp_path / "s")
+    import json
+
+    meta = json.loads((tmp_path / "s" / "session.json").read_text())
+    assert {"id": obj, "name": f"track {obj}", "frames": [start, 2]} in meta["objects"]
+    widget.load_session(tmp_path / "s")
+    assert widget.controller.frame_ranges[obj] == (start, 2)
+    assert widget.controller.session.frame_range(obj) == (start, 2)

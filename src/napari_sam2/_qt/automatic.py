@@ -15,7 +15,11 @@ last. Each frame is written when it is final, with ids above every label in
 the layer and into background pixels only; the whole run is one undo step,
 with the progress bar, ETA and Cancel of the Propagate panel
 (:class:`~napari_sam2._qt.propagation.Propagation`). A complete run adds (or
-updates) a Tracks layer with the tracks and the division graph.
+updates) a Tracks layer with the tracks and the division graph. A track the
+user then prompts (a click, a box, a painted mask) is handed to the widget's
+session as an object limited to its own frames (see
+:class:`~napari_sam2._qt.automatic_rules.TrackHandover`): it is corrected,
+re-propagated and removed like a manual object.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from qtpy.QtWidgets import (
 from ..errors import InputError, Sam2Error
 from ..files.stacks import Stack, frame_index
 from .automatic_rules import (
+    TrackHandover,
     background_write,
     check_ids_fit,
     id_offset,
@@ -248,6 +253,8 @@ class Automatic:
         if result is None:
             return
         self.result = result
+        # A track the user prompts from now on is corrected by the interactive session.
+        self._controller.handover = TrackHandover(result.labels, result.lineage, self.offset)
         n = len(result.lineage)
         divisions = len(result.divisions())  # mothers
         text = f"Track all: {n} tracks, {divisions} divisions, ids from {self.offset + 1}"

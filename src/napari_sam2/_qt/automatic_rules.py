@@ -15,6 +15,13 @@ work (see :mod:`napari_sam2._qt.automatic` for the buttons):
   (:func:`napari_sam2.tracking.decisions.new_objects`): at most
   ``new_overlap`` of a mask may be labelled already, and only its unlabelled
   pixels are kept (:func:`new_cells`).
+- **Corrections.** A track of the last complete run that the user prompts
+  (a click, a box, a painted mask) enters the interactive session as an
+  object (:class:`TrackHandover`): its first frame's mask is its mask prompt,
+  it exists only on its own frames (a mother ends at its division, a daughter
+  starts at it), and the frames after its first count as tracked forward, so
+  the prompt is a correction re-tracked forward from its frame, like a manual
+  object's.
 - **Tracks layer.** Data and division graph ``{daughter: [mother]}`` of the
   tracking result, in the ids as written (:func:`tracks_layer_data`).
 
@@ -25,6 +32,7 @@ along ``axis``.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -101,3 +109,37 @@ def tracks_layer_data(labels: np.ndarray, lineage, offset: int):
     data[:, 0] += int(offset)
     off = int(offset)
     return data, {d + off: [p + off for p in ps] for d, ps in graph.items()}
+
+
+@dataclass
+class TrackHandover:
+    """The tracks of the last complete "Track all cells" run not yet in the session.
+
+    ``labels``: (T, H, W) the run's track ids (from 1, frames first);
+    ``lineage``: its {track: (start, end, parent)}; ``offset``: added to each
+    id when written. :meth:`take` hands one track over (once); :meth:`drop`
+    forgets one (removed).
+    """
+
+    labels: np.ndarray
+    lineage: dict
+    offset: int
+    taken: set[int] = field(default_factory=set)
+
+    def __contains__(self, obj: int) -> bool:
+        tid = int(obj) - int(self.offset)
+        return tid in self.lineage and int(obj) not in self.taken
+
+    def drop(self, obj: int) -> None:
+        """Never hand ``obj`` over (it was removed)."""
+        self.taken.add(int(obj))
+
+    def take(self, obj: int) -> tuple[tuple[int, int], np.ndarray] | None:
+        """(first, last) frames and the (H, W) bool mask on the first of written id
+        ``obj``, or None if it is no track of the run or was handed over already."""
+        if obj not in self:
+            return None
+        self.taken.add(int(obj))
+        tid = int(obj) - int(self.offset)
+        start, end, _ = self.lineage[tid]
+        return (int(start), int(end)), np.asarray(self.labels[start]) == tid

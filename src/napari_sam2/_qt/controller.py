@@ -89,6 +89,15 @@ def painted_pixels(labels, obj: int, axis: int) -> dict[int, np.ndarray]:
     return out
 
 
+def apply_frame_ranges(session, ranges: Mapping[int, tuple[int, int]]) -> None:
+    """Limit the session's objects to their frames (worker thread); each range is
+    widened to reach the object's prompts. Ids the session does not hold are skipped."""
+    for obj, (first, last) in ranges.items():
+        if obj in session.obj_ids:
+            frames = session.prompt_frames(obj)
+            session.set_frame_range(obj, min(first, *frames), max(last, *frames))
+
+
 # --------------------------------------------------------------------------- prompts
 
 
@@ -262,6 +271,10 @@ class Sam2Controller:
         # Ids napari-sam2 has written, and the pixels painted with each before that.
         self.written: set[int] = set()
         self.painted: dict[int, dict[int, np.ndarray]] = {}
+        # Frames an object may exist on (tracks of "Track all cells", once corrected),
+        # and the run's tracks not yet handed over (automatic_rules.TrackHandover).
+        self.frame_ranges: dict[int, tuple[int, int]] = {}
+        self.handover = None
 
     # -- model and session (worker thread) -----------------------------------
 
@@ -314,6 +327,8 @@ class Sam2Controller:
         self.last_range = None
         self.written.clear()
         self.painted.clear()
+        self.frame_ranges.clear()
+        self.handover = None
 
     def detach_session(self):
         """Forget the session without closing it (a worker may still use it); returns it."""
@@ -343,7 +358,11 @@ class Sam2Controller:
                 gone |= left
                 continue
             prompt = clip_to_frame(prompt, session.frame_shape)
+            entering = obj not in session.obj_ids
             result = replay_frame(session, frame, obj, prompt, before)
+            if entering and obj in self.frame_ranges:
+                # Later prompts outside the range widen it (VideoSession.set_frame_range).
+                apply_frame_ranges(session, {obj: self.frame_ranges[obj]})
         return result, gone
 
     def _drop_prompt(self, session, frame: int, obj: int, has_others: bool):
@@ -422,6 +441,35 @@ class Sam2Controller:
             self.mark_applied(key, new)
         return PromptEdits(by_frame, corrections, outside)
 
+    def hand_over_tracks(self, keys) -> bool:
+        """Tracks of the last "Track all cells" run prompted in ``keys`` become objects.
+
+        ``keys``: the (frame, object) pairs the layers prompt now. Each such
+        track gets its first frame's mask as mask prompt (unless the user
+        prompted that frame), its frames as frame range, and its later frames
+        as reached going forward, so that a prompt on one of them is a
+        correction re-tracked forward from it. Its pixels count as written by
+        napari-sam2 (a correction may clear them). True if any was handed over.
+        """
+        if self.handover is None:
+            return False
+        keys = set(keys)
+        done = False
+        for obj in sorted({o for _, o in keys}):
+            taken = self.handover.take(obj)
+            if taken is None:
+                continue
+            (first, last), mask = taken
+            if (first, obj) not in keys:
+                self.set_mask_prompt(first, obj, mask)
+            self.frame_ranges[obj] = (first, last)
+            self.reached[obj] = dict.fromkeys(range(first + 1, last + 1), False)
+            self.written.add(obj)
+            self.painted[obj] = {}
+            self.add_object(obj, name=f"track {obj}")
+            done = True
+        return done
+
     def forget_applied(self, keys) -> None:
         """The session may hold only part of these prompts: send them again on the next edit."""
         for key in keys:
@@ -470,6 +518,8 @@ class Sam2Controller:
         self.masks = dict(masks)
         self.objects = dict(saved.objects)
         self.written, self.painted = set(saved.objects), {}
+        self.frame_ranges = dict(saved.frame_ranges)
+        self.handover = None
         self.session_id = saved.session_id or self.session_id
         self.session_folder = Path(saved.folder)
 
@@ -509,6 +559,9 @@ class Sam2Controller:
         return np.logical_or.reduce(masks) if len(masks) > 1 else masks[0]
 
     def forget_object(self, obj: int) -> None:
+        self.frame_ranges.pop(obj, None)
+        if self.handover is not None:
+            self.handover.drop(obj)
         self.written.discard(obj)
         self.painted.pop(obj, None)
         self.objects.pop(obj, None)
@@ -548,7 +601,13 @@ class Sam2Controller:
             },
             "stack_axis": int(stack_axis),
             "stack_kind": self.stack_kind,
-            "objects": [{"id": int(k), "name": v} for k, v in sorted(self.objects.items())],
+            "objects": [self._object_meta(k, v) for k, v in sorted(self.objects.items())],
         }
         meta.update(extra or {})
         return meta
+
+    def _object_meta(self, obj: int, name: str) -> dict:
+        entry = {"id": int(obj), "name": name}
+        if obj in self.frame_ranges:
+            entry["frames"] = [int(f) for f in self.frame_ranges[obj]]
+        return entry

@@ -182,6 +182,8 @@ class PromptSync:
         if lay.points is None or lay.boxes is None:
             return
         current = self.current_prompts()
+        if ctrl.hand_over_tracks(current):  # a "Track all cells" track was prompted
+            current = self.current_prompts()  # now with its first frame's mask prompt
         for listener in self.listeners:
             listener(current)
         known = set(ctrl.objects)

@@ -46,7 +46,7 @@ from ..files.output_rules import check_session_folder
 from ..files.session_files import session_id_of
 from ..files.stacks import Stack, frame_index
 from .automatic import Automatic, AutomaticPanel
-from .controller import Sam2Controller
+from .controller import Sam2Controller, apply_frame_ranges
 from .effort_panel import EFFORT_FILE, EffortPanel, EffortTracker
 from .finetune import FinetunePanel, Finetuner
 from .jobs import Job, JobQueue
@@ -870,6 +870,7 @@ class Sam2Widget(QWidget):
         # Snapshot now: what the session replays is what the layers hold now.
         prompts = self.prompts.rows() if quiet else None
         current = self.prompts.current_prompts() if quiet else None
+        ranges = dict(self.controller.frame_ranges)
 
         made = []
 
@@ -880,6 +881,7 @@ class Sam2Widget(QWidget):
                 from ..engine.replay import apply_prompts
 
                 apply_prompts(session, prompts)
+                apply_frame_ranges(session, ranges)  # corrected "Track all" tracks
             return session
 
         def release() -> None:

@@ -159,6 +159,11 @@ class VideoSession:
         self._run_prompt(track, frame, mask=mask_t)
         return self._frame_result(frame)
 
+    def prompt_frames(self, obj_id: int) -> list[int]:
+        """The frames holding the object's prompts (clicks, boxes, masks), sorted."""
+        track = self._existing(obj_id)
+        return sorted(track.prompt_frames() | set(track.cond) | set(track.pending))
+
     def frame_range(self, obj_id: int) -> tuple[int, int]:
         """The (first, last) frames an object may exist on (inclusive); see :meth:`set_frame_range`."""
         track = self._existing(obj_id)
@@ -180,8 +185,7 @@ class VideoSession:
         last = self.source.check_index(last, "last")
         if first > last:
             raise InputError(f"last: frame {last} is before first frame {first}")
-        prompted = track.prompt_frames() | set(track.pending) | set(track.cond)
-        outside = sorted(f for f in prompted if not first <= f <= last)
+        outside = [f for f in self.prompt_frames(obj_id) if not first <= f <= last]
         if outside:
             name = "first" if outside[0] < first else "last"
             raise InputError(

@@ -56,6 +56,17 @@ class SavedSession:
     prompts: object = field(repr=False)  # prompt_files.Prompts
     effort: object = field(default=None, repr=False)  # review.effort.EffortLog or None
     review: object = field(default=None, repr=False)  # review.session_review.SessionReview
+    frame_ranges: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+
+def _frame_range(value, path: Path, name: str) -> tuple[int, int]:
+    """A [first, last] pair of frame indices with first <= last."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise _fail(path, f"{name} must be a [first, last] pair, got {value!r}")
+    first, last = (_int(v, path, name, 0) for v in value)
+    if first > last:
+        raise _fail(path, f"{name}: first frame {first} is after last frame {last}")
+    return first, last
 
 
 def _fail(path: Path, what: str) -> InputError:
@@ -97,12 +108,15 @@ def parse_session_meta(meta: object, path: Path) -> dict:
     if not isinstance(objects_raw, list):
         raise _fail(path, "objects must be a list of {id, name}")
     objects: dict[int, str] = {}
+    frame_ranges: dict[int, tuple[int, int]] = {}
     for i, entry in enumerate(objects_raw):
         if not isinstance(entry, dict):
             raise _fail(path, f"objects[{i}] must be an object with id and name, got {entry!r}")
         obj = _int(entry.get("id"), path, f"objects[{i}].id", 1, LABEL_MAX)
         name = entry.get("name", f"object {obj}")
         objects[obj] = str(name) if isinstance(name, (str, int, float)) else f"object {obj}"
+        if entry.get("frames") is not None:
+            frame_ranges[obj] = _frame_range(entry["frames"], path, f"objects[{i}].frames")
     image = meta.get("image") or {}
     if not isinstance(image, dict):
         raise _fail(path, f"image must be an object, got {image!r}")
@@ -153,6 +167,7 @@ def parse_session_meta(meta: object, path: Path) -> dict:
         "stack_axis": axis,
         "stack_kind": kind,
         "objects": objects,
+        "frame_ranges": frame_ranges,
         "selected_label": selected,
         "reached": reached,
         "model": SavedModel(
@@ -166,7 +181,8 @@ def read_session(folder: str | os.PathLike) -> SavedSession:
 
     Checks: session.json's fields; labels.tif is a (T, H, W) label volume with
     ids in 0..2**31-1; every prompt lies on one of the T frames and inside the
-    H x W frame; a mask-prompt volume has the labels' shape.
+    H x W frame; a mask-prompt volume has the labels' shape; an object's frame
+    range lies on the T frames.
     """
     from .prompt_files import (
         BOXES_FILE,
@@ -204,6 +220,12 @@ def read_session(folder: str | os.PathLike) -> SavedSession:
             f"session: {folder}: {str(exc).removeprefix('prompts: ')} (labels.tif is "
             f"{tuple(labels.shape)})"
         ) from None
+    for obj, (_, last) in clean["frame_ranges"].items():
+        if last >= labels.shape[0]:
+            raise InputError(
+                f"session: {json_path}: object {obj}'s frames end at {last}, but labels.tif "
+                f"has {labels.shape[0]} frames"
+            )
     if prompts.masks is not None:  # the widget keeps them in memory
         prompts = Prompts(prompts.points, prompts.boxes, np.array(prompts.masks))
     effort, review = _review_files(folder, labels.shape[0])
