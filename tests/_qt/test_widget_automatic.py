@@ -214,6 +214,10 @@ def test_a_clicked_track_is_corrected_by_the_interactive_session(
     assert set(result.lineage) == {1, 2}
     start, end, _ = result.lineage[1]
     obj = offset + 1
+    # The review queue scores the tracks like manual objects, in the ids as written.
+    queued = {(it.frame, it.obj_id) for it in widget.review.items()}
+    assert queued and {o for _, o in queued} <= {offset + 1, offset + 2}
+    assert {f for f, _ in queued} <= set(range(1, N_FRAMES))  # not the seeded frame
     # The track's frames, cut short as if it had ended after frame 2.
     widget.controller.handover.lineage[1] = (start, 2, 0)
     before = np.array(widget.labels.data)
@@ -227,6 +231,7 @@ def test_a_clicked_track_is_corrected_by_the_interactive_session(
     # The click corrects a frame the run tracked forward: re-tracked forward from it.
     assert [(p.start, p.reverse) for p in runs[-1]] == [(1, False)]
     assert obj in seen[2] and obj not in seen[3] | seen[4]
+    assert (1, obj) not in {(it.frame, it.obj_id) for it in widget.review.items()}
     session = widget.controller.session
     assert set(session.obj_ids) == {obj}  # track 2 was not prompted: it stays as written
     assert session.frame_range(obj) == (start, 2)

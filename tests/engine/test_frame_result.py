@@ -81,3 +81,15 @@ def test_subset_keeps_the_chosen_objects_and_the_frame_shape():
     assert s.obj_ids == (6, 4) and s.shape == (40, 50)
     np.testing.assert_array_equal(s.object_scores, [3.0, 1.0])
     np.testing.assert_array_equal(s.logits, r.logits[[2, 0]])
+
+
+def test_with_ids_renames_objects_and_keeps_everything_else():
+    low = blobs(np.random.default_rng(3), 2, 16)
+    r = FrameResult(1, (1, 2), low, np.array([1.0, -2.0], np.float32), frame_shape=(40, 50))
+    s = r.with_ids(i + 10 for i in r.obj_ids)
+    assert s.obj_ids == (11, 12) and s.frame == 1 and s.shape == (40, 50)
+    np.testing.assert_array_equal(
+        s.label_image(), np.where(r.label_image() > 0, r.label_image() + 10, 0)
+    )
+    with pytest.raises(ValueError, match="2 ids needed, got 1"):
+        r.with_ids([5])

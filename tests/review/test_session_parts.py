@@ -146,3 +146,24 @@ def test_session_review_round_trips_and_refuses_garbage():
         SessionReview.from_dict({"format": "napari-sam2 review", "version": 1, "queue": {}})
     with pytest.raises(InputError, match="not a napari-sam2 review"):
         SessionReview.from_dict({"format": "x"})
+
+
+def test_a_run_keeps_labels_only_where_both_directions_meet():
+    """Disagreement needs the other pass's labels; a run keeps them only on frames a pass
+    in the other direction will reach, so a long forward run holds none."""
+    from napari_sam2.engine.plans import PropagationPass
+
+    review = SessionReview()
+    review.run_started([PropagationPass(0, False, 40, 0, 39)])  # forward only
+    for t in range(40):
+        review.observe(_result(t, [_square(4, 4), _square(20, 20)], [0.9, 0.9]), False)
+    assert sum(len(v) for v in review._run.values()) == 0
+    # Forward 1..5, then backward 3..0: frames 1-3 are met twice.
+    review.run_started([PropagationPass(1, False, 5, 0, 5), PropagationPass(3, True, 4, 0, 5)])
+    for t in range(1, 6):
+        review.observe(_result(t, [_square(4, 4), _square(20, 20)], [0.9, 0.9]), False)
+    assert set(review._run[False]) == {1, 2, 3}
+    moved = _result(2, [_square(4, 4), _square(2, 22)], [0.9, 0.9])
+    review.observe(moved, True)
+    sig = {it.obj_id: it.signals for it in review.items() if it.frame == 2}
+    assert sig[2].disagreement == 1.0 and sig[1].disagreement == 0.0

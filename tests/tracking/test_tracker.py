@@ -222,3 +222,27 @@ def test_track_all_with_a_model_runs_and_exports(small_model, tmp_path):
     _check_invariants(result)
     export.write_ctc(result.labels, result.lineage, tmp_path / "ctc")
     assert (tmp_path / "ctc" / "res_track.txt").exists()
+
+
+def test_iter_tracking_yields_final_labels_and_the_engine_result():
+    """Each frame comes with the engine's result for the tracks carried onto it (before
+    the rules), so the widget's review queue can score automatic tracks."""
+    from napari_sam2.tracking.tracker import iter_tracking
+
+    c = _split_clip()
+    cfg = TrackConfig(detect_every=100, min_area=5)
+    steps = iter_tracking(OracleSession(c), OracleGenerator(c), cfg)
+    frames = []
+    while True:
+        try:
+            frames.append(next(steps))
+        except StopIteration as stop:
+            result = stop.value
+            break
+    assert [f.frame for f in frames] == list(range(6))
+    assert frames[0].propagated is None  # seeded, not propagated
+    for item in frames[1:]:
+        np.testing.assert_array_equal(item.labels, result.labels[item.frame])
+        assert item.propagated is not None and item.propagated.frame == item.frame
+    assert frames[2].propagated.obj_ids == (1,)  # the mother, before it divides on 3
+    assert set(frames[4].propagated.obj_ids) == set(result.lineage) - {1}

@@ -15,7 +15,9 @@ last. Each frame is written when it is final, with ids above every label in
 the layer and into background pixels only; the whole run is one undo step,
 with the progress bar, ETA and Cancel of the Propagate panel
 (:class:`~napari_sam2._qt.propagation.Propagation`). A complete run adds (or
-updates) a Tracks layer with the tracks and the division graph. A track the
+updates) a Tracks layer with the tracks and the division graph. Each frame's
+engine scores reach the review queue, so its tracks are reviewed like manual
+objects. A track the
 user then prompts (a click, a box, a painted mask) is handed to the widget's
 session as an object limited to its own frames (see
 :class:`~napari_sam2._qt.automatic_rules.TrackHandover`): it is corrected,
@@ -122,6 +124,10 @@ class Automatic:
         self.result = None
         self.offset = 0
         self._target = None  # (labels layer, stack axis) a Track all run writes into
+        # Told when a run starts (no argument) and of each frame's engine result,
+        # ids as written, as (FrameResult, reverse=False): the review queue.
+        self.run_listeners: list[Callable[[], None]] = []
+        self.result_listeners: list[Callable[[object, bool], None]] = []
 
     # ===================================================================== segment all
 
@@ -226,10 +232,12 @@ class Automatic:
         self.offset = id_offset(biggest, self._controller.objects)
         self.result = None
         self._panel.status.setText(f"Track all: ids from {self.offset + 1}")
+        for listener in self.run_listeners:
+            listener()
         self._propagation.begin(total)  # one undo step, progress bar, ETA, Cancel
 
     def _track_frame(self, item) -> None:
-        frame, frame_labels = item
+        frame, frame_labels, propagated = item
         lay = self._layers
         target = self._target
         if lay.labels is None or target is None or target[0] is not lay.labels:
@@ -247,6 +255,10 @@ class Automatic:
         change = background_write(current, predicted, lay.axis, frame)
         if change is not None:
             lay.labels.data_setitem(*change)
+        if propagated is not None:  # the tracks' scores, in the ids as written
+            shifted = propagated.with_ids(self.offset + i for i in propagated.obj_ids)
+            for listener in self.result_listeners:
+                listener(shifted, False)
         self._propagation.frame_done(frame, "Track all, frame")
 
     def _tracked(self, result) -> None:
@@ -298,13 +310,13 @@ class Automatic:
 
 
 def _final_frames(steps):
-    """Yield iter_tracking's ``(frame, labels)`` with the labels copied; return its result."""
+    """Yield iter_tracking's frames with the labels copied; return its result."""
     while True:
         try:
-            frame, labels = next(steps)
+            item = next(steps)
         except StopIteration as stop:
             return stop.value
-        yield frame, np.array(labels, copy=True)
+        yield item._replace(labels=np.array(item.labels, copy=True))
 
 
 def _window(session):

@@ -157,7 +157,7 @@ class ReviewNavigator:
 
     def run_started(self, passes) -> None:
         self._same_session()
-        self.review.run_started()
+        self.review.run_started(passes)
 
     def result(self, result, reverse: bool) -> None:
         """A propagated frame was written: score it; the list follows shortly."""

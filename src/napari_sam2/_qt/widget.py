@@ -163,6 +163,9 @@ class Sam2Widget(QWidget):
             self.automatic_panel,
             on_error=self._error,
         )
+        # Track all's tracks are reviewed like manual objects.
+        self.automatic.run_listeners.append(lambda: self.review.run_started(()))
+        self.automatic.result_listeners.append(self.review.result)
         self._build_layout()
         self._connect()
         self._refresh_images()

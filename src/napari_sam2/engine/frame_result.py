@@ -18,6 +18,7 @@ align_corners=False)``, and a crop takes rows of ``Ry`` and ``Rx``.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -174,6 +175,13 @@ class FrameResult:
             pick(self.stability_scores),
             self.frame_shape,
         )
+
+    def with_ids(self, obj_ids) -> FrameResult:
+        """The same result under other object ids (one per object, in order)."""
+        obj_ids = tuple(int(i) for i in obj_ids)
+        if len(obj_ids) != len(self.obj_ids):
+            raise ValueError(f"with_ids: {len(self.obj_ids)} ids needed, got {len(obj_ids)}")
+        return dataclasses.replace(self, obj_ids=obj_ids)
 
     @classmethod
     def empty(cls, frame: int, frame_shape: tuple[int, int]) -> FrameResult:

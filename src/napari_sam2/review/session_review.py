@@ -49,19 +49,33 @@ class SessionReview:
     def __init__(self, weights: SuspicionWeights | None = None, min_score: float = 0.0) -> None:
         self.queue = ReviewQueue(weights, min_score)
         self._run: dict[bool, dict[int, np.ndarray]] = {False: {}, True: {}}
+        self._both: set[int] | None = None  # frames the run reaches both ways (None: any)
 
     # -- feeding --------------------------------------------------------------
 
-    def run_started(self) -> None:
-        """A new propagation run begins: its passes compare only with each other."""
+    def run_started(self, passes=None) -> None:
+        """A new propagation run begins: its passes compare only with each other.
+
+        ``passes``: the run's :class:`~napari_sam2.engine.plans.PropagationPass`
+        list, if known. Then a frame's labels are kept for the disagreement
+        signal only where a pass in the other direction will reach it, so a run
+        holds no label image per frame (a forward "Track all" run: none at all).
+        """
         self._run = {False: {}, True: {}}
+        self._both = None
+        if passes is not None:
+            reached = {False: set(), True: set()}
+            for p in passes:
+                reached[p.reverse].update(f for f in p.frames() if p.first <= f <= p.last)
+            self._both = reached[False] & reached[True]
 
     def observe(self, result, reverse: bool) -> list[ReviewItem]:
         """Score one propagated :class:`~napari_sam2.video.FrameResult`; returns its new items."""
         result = _predicted_only(result)
         labels = result.label_image()
-        other = self._run[not reverse].get(result.frame)
-        self._run[reverse][result.frame] = labels
+        other = self._run[not reverse].pop(result.frame, None)
+        if self._both is None or result.frame in self._both:
+            self._run[reverse][result.frame] = labels
         if not result.obj_ids:
             return []
         return self.queue.observe(result, reverse=reverse, other_labels=other)

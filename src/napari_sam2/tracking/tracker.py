@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -59,6 +60,21 @@ class TrackingResult:
         return out
 
 
+class TrackedFrame(NamedTuple):
+    """One final frame of :func:`iter_tracking`.
+
+    ``labels``: (H, W) int32 track ids after the rules (occupancy, divisions,
+    ends); ``propagated``: the engine's
+    :class:`~napari_sam2.engine.frame_result.FrameResult` of the tracks carried
+    onto this frame before the rules (their scores feed the review queue), or
+    None (the start frame, or no live track).
+    """
+
+    frame: int
+    labels: np.ndarray
+    propagated: object = None
+
+
 @dataclass
 class _Track:
     tid: int
@@ -80,6 +96,7 @@ class _Tracker:
         self.next_id = 1
         self.coverage_peak = 0
         self.last_detect = -1
+        self.propagated = None  # the last frame's FrameResult before the rules
 
     # -- track bookkeeping -----------------------------------------------------
 
@@ -129,8 +146,10 @@ class _Tracker:
     def step(self, frame: int) -> dict[int, float]:
         """Propagate the live tracks onto ``frame`` and apply the rules."""
         scores: dict[int, float] = {}
+        self.propagated = None
         if self.live:
             result = next(iter(self.session.propagate(start_frame=frame, max_frames=1)))
+            self.propagated = result
             scores = {int(i): float(s) for i, s in zip(result.obj_ids, result.object_scores)}
             self.labels[frame] = result.label_image(present_only=True)  # occupancy
         cfg = self.cfg
@@ -296,7 +315,7 @@ def run_tracking(
     total = None
     while True:
         try:
-            frame, _ = next(steps)
+            frame = next(steps).frame
         except StopIteration as stop:
             return stop.value
         if total is None:
@@ -307,9 +326,10 @@ def run_tracking(
 
 def iter_tracking(
     session, generator, cfg: TrackConfig, start_frame=0, points=None, masks=None, labels_out=None
-) -> Generator[tuple[int, np.ndarray], None, TrackingResult]:
-    """:func:`run_tracking` step by step: yields ``(frame, labels)`` ((H, W) int32,
-    final) for the start frame and each later frame; returns the
+) -> Generator[TrackedFrame, None, TrackingResult]:
+    """:func:`run_tracking` step by step: yields a :class:`TrackedFrame` (the
+    frame, its final labels, the engine's result) for the start frame and each
+    later frame; returns the
     :class:`TrackingResult` (``StopIteration.value``; ``yield from`` gives it).
     Closing the generator early stops tracking after the frame yielded last."""
     start = session.source.check_index(start_frame, "start_frame")
@@ -323,8 +343,8 @@ def iter_tracking(
     tracker = _Tracker(session, generator, cfg, labels)
     tracker.seed(start, points, masks)
     all_scores: list[dict[int, float]] = [{} for _ in range(session.num_frames)]
-    yield start, labels[start]
+    yield TrackedFrame(start, labels[start])
     for t in range(start + 1, session.num_frames):
         all_scores[t] = tracker.step(t)
-        yield t, labels[t]
+        yield TrackedFrame(t, labels[t], tracker.propagated)
     return TrackingResult(labels, tracker.finish(), all_scores)
