@@ -173,6 +173,10 @@ def test_tracks_layer_shows_the_division_graph(make_widget, monkeypatch):
     layer = viewer.layers[widget.image.name + " SAM2 tracks"]
     assert layer.graph == {6: [5], 7: [5]}
     assert np.allclose(layer.scale, widget.image.scale)
+    # Removing a daughter takes it out of the layer; the mother and sister stay.
+    widget.remove_object(7)
+    assert layer.graph == {6: [5]} and set(layer.data[:, 0].tolist()) == {5, 6}
+    assert set(auto.result.lineage) == {1, 2} and not (auto.result.labels == 3).any()
     # A later run updates the same layer.
     labels[:] = 0
     labels[:, 5:9, 5:9] = 1

@@ -274,6 +274,35 @@ class Automatic:
             text += " (no Tracks layer: time is not the first axis)" if n else ""
         self._panel.status.setText(text)
 
+    def track_removed(self, obj: int) -> None:
+        """A written track ``obj`` was removed: it leaves ``result`` and the Tracks layer
+        (its daughters lose their mother link)."""
+        from ..tracking.tracker import TrackingResult
+
+        result = self.result
+        tid = int(obj) - self.offset
+        if result is None or tid not in result.lineage:
+            return
+        lineage = {
+            k: (s, e, 0 if p == tid else p) for k, (s, e, p) in result.lineage.items() if k != tid
+        }
+        labels = np.where(result.labels == tid, 0, result.labels).astype(np.int32)
+        self.result = TrackingResult(labels, lineage, result.scores)
+        if self._controller.handover is not None:
+            self._controller.handover.labels = labels
+        if not self.show_tracks() and not lineage:
+            self._remove_tracks_layer()
+
+    def _remove_tracks_layer(self) -> None:
+        lay = self._layers
+        if lay.image is None:
+            return
+        layer = next(
+            (x for x in self._viewer.layers if x.name == lay.image.name + TRACKS_SUFFIX), None
+        )
+        if layer is not None:
+            self._viewer.layers.remove(layer)
+
     def show_tracks(self) -> bool:
         """Add or update the image's Tracks layer from ``result``; False when there is none."""
         lay, result = self._layers, self.result

@@ -275,6 +275,7 @@ class Sam2Widget(QWidget):
         self.jobs.submit(job)
         self.prompts.refresh_objects()
         self.review.object_removed(obj)
+        self.automatic.track_removed(obj)
         self._maybe_wait(wait)
 
     def use_painted_mask(
