@@ -242,6 +242,17 @@ def test_a_clicked_track_is_corrected_by_the_interactive_session(
     np.testing.assert_array_equal(widget.controller.masks[(0, obj)], result.labels[0] == 1)
     labels = np.array(widget.labels.data)
     np.testing.assert_array_equal(labels[3:], before[3:])  # outside its frames: untouched
+    # The Tracks layer follows the corrected masks.
+    tracks = viewer.layers[widget.image.name + " SAM2 tracks"].data
+    assert (labels[1:3] == obj).any()
+    for t in (1, 2):
+        rows = tracks[(tracks[:, 0] == obj) & (tracks[:, 1] == t)]
+        mine = np.argwhere(labels[t] == obj)
+        if len(mine):
+            np.testing.assert_allclose(rows[0, 2:], mine.mean(axis=0), atol=1e-6)
+        else:
+            assert not len(rows)
+
     np.testing.assert_array_equal(labels == offset + 2, before == offset + 2)
     widget.save_session(tmp_path / "s")
     import json

@@ -293,6 +293,34 @@ class Automatic:
         if not self.show_tracks() and not lineage:
             self._remove_tracks_layer()
 
+    def corrected_tracks_moved(self) -> None:
+        """A propagation ended: tracks handed to the session may have new masks. The
+        result and the Tracks layer take those tracks' pixels from the labels layer."""
+        from ..tracking.tracker import TrackingResult
+
+        result, lay = self.result, self._layers
+        if result is None or lay.labels is None or lay.axis != 0:
+            return
+        ids = sorted({o - self.offset for o in self._controller.frame_ranges} & set(result.lineage))
+        if not ids:
+            return
+        written = np.asarray(lay.labels.data)
+        if written.shape != result.labels.shape:
+            return
+        labels = result.labels.copy()
+        lineage = dict(result.lineage)
+        for tid in ids:
+            labels[labels == tid] = 0
+            mine = written == tid + self.offset
+            labels[mine] = tid
+            frames = np.flatnonzero(mine.any(axis=(1, 2)))
+            if len(frames):
+                lineage[tid] = (int(frames[0]), int(frames[-1]), lineage[tid][2])
+        self.result = TrackingResult(labels, lineage, result.scores)
+        if self._controller.handover is not None:
+            self._controller.handover.labels = labels
+        self.show_tracks()
+
     def _remove_tracks_layer(self) -> None:
         lay = self._layers
         if lay.image is None:

@@ -53,6 +53,7 @@ class Propagation:
         self._seen: set[int] = set()
         self.run_listeners: list[Callable[[list], None]] = []
         self.result_listeners: list[Callable[[object, bool], None]] = []
+        self.end_listeners: list[Callable[[], None]] = []  # a propagation run ended
 
     def run(self, direction: str, first: int | None = None, last: int | None = None) -> None:
         """Track every object from the prompted frames over [first, last] (default: the panel's)."""
@@ -163,3 +164,5 @@ class Propagation:
         if job.kind == "repropagate" and not job.cancelled:
             self.corrections.clear()  # done (or failed: do not retry forever)
         self.end(job)
+        for listener in self.end_listeners:
+            listener()

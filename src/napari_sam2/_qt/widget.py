@@ -166,6 +166,7 @@ class Sam2Widget(QWidget):
         # Track all's tracks are reviewed like manual objects.
         self.automatic.run_listeners.append(lambda: self.review.run_started(()))
         self.automatic.result_listeners.append(self.review.result)
+        self.propagation.end_listeners.append(self.automatic.corrected_tracks_moved)
         self._build_layout()
         self._connect()
         self._refresh_images()
