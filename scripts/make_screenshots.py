@@ -4,11 +4,12 @@ Run under a virtual X server::
 
     xvfb-run -a python scripts/make_screenshots.py [--out docs/screenshots]
 
-No weights can be downloaded here, so the model is a randomly initialised
-sam2.1_hiera_tiny: the widget, layers and workflow are real, but what the
-model predicts from clicks is meaningless. The screenshots therefore prompt
-two cells with painted masks ("Use painted mask"), whose preview is the mask
-itself, painted from the sample's ground truth, and stay on that frame.
+With a trained model (``--model sam2_micro_cells``, the bundled one, or a
+checkpoint path), two cells are prompted as a user would: one click at each
+cell's centre, then Propagate. Without one (``--model random``) the model is a
+randomly initialised sam2.1_hiera_tiny whose clicks mean nothing, so the two
+cells are prompted with painted masks ("Use painted mask") from the sample's
+ground truth instead.
 """
 
 from __future__ import annotations
@@ -84,7 +85,16 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("docs/screenshots"))
+    parser.add_argument(
+        "--model",
+        help="registry name or .pt path, or 'random' (default: the bundled sam2_micro_cells "
+        "where this installation carries it, else random)",
+    )
     args = parser.parse_args()
+    if args.model is None:
+        from napari_sam2.weights import registry
+
+        args.model = "sam2_micro_cells" if registry.HAS_BUNDLED else "random"
     args.out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="napari-sam2-shots-"))
 
@@ -95,16 +105,24 @@ def main() -> None:
     viewer.dims.set_current_step(0, 0)
     save(viewer, args.out / "01_sample_open.png")
 
-    widget.load_model(random_checkpoint(tmp), device="cpu", image_size=512)
     frame = 6
     viewer.dims.set_current_step(0, frame)
     truth = truth_labels()[frame]
-    # Two cells, painted by hand in real use.
     cells = [int(c) for c in np.unique(truth[truth > 0])][:2]
-    for obj, cell in enumerate(cells, start=1):
-        widget.labels.data[frame][truth == cell] = obj
-        widget.use_painted_mask(frame=frame, obj_id=obj)
-    widget.labels.refresh()
+    if args.model == "random":
+        widget.load_model(random_checkpoint(tmp), device="cpu", image_size=512)
+        # Two cells, painted by hand in real use.
+        for obj, cell in enumerate(cells, start=1):
+            widget.labels.data[frame][truth == cell] = obj
+            widget.use_painted_mask(frame=frame, obj_id=obj)
+        widget.labels.refresh()
+    else:
+        widget.load_model(args.model, device="cpu")
+        from napari_sam2.training.validation import centre_click
+
+        for obj, cell in enumerate(cells, start=1):  # one click inside each cell
+            row, col = centre_click(truth == cell)
+            widget.add_point(frame, float(row), float(col), obj_id=obj)
     widget.rename_object(1, "cell A")
     widget.rename_object(2, "cell B")
     widget.select_object(1)
