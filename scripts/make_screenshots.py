@@ -142,6 +142,8 @@ def main() -> None:
 
     widget.jobs.submit = _hook_yield(widget.jobs.submit, during)
     widget.propagate("both")
+    if args.model != "random":
+        viewer.dims.set_current_step(0, frame + 8)  # tracked, eight frames after the clicks
     save(viewer, args.out / "04_propagated.png")
     widget.shutdown()
     viewer.close()
