@@ -274,8 +274,12 @@ def test_models_lists_cache_and_download(tmp_path, monkeypatch, capsys):
     listing = capsys.readouterr().out
     assert str(tmp_path) in listing
     cached = {line.split()[0]: line.split()[-2] for line in listing.splitlines()[2:]}
-    assert len(cached) == 8
+    from napari_sam2.weights import registry
+
+    # The eight official checkpoints, and the bundled model where the package carries it.
+    assert len(cached) == 8 + registry.HAS_BUNDLED
     assert cached["sam2.1_hiera_tiny"] == "yes" and cached["sam2_hiera_large"] == "no"
+    assert cached.get("sam2_micro_cells", "bundled") == "bundled"
 
     calls = []
 
