@@ -4,7 +4,7 @@
 # (1: the first 1000 steps of a 1700-step schedule; 1b: 4000 more at a lower rate), then
 # 8-frame clips through the memory bank with the image encoder frozen: (2) memory
 # attention started local; (3) frames tracked without a prompt take the single-mask
-# output; (4) a lower rate, up to 4 cells a clip. One CPU thread, about 115 min in all
+# output; (4) a lower rate, up to 4 cells a clip. One CPU thread, about 112 min in all
 # on this 2-core machine with a second run beside it (model/sam2_micro_cells.md).
 # Rerun with --resume appended to continue a stopped run.
 set -euo pipefail
