@@ -263,9 +263,16 @@ def test_prompted_tracks_are_handed_to_the_session_within_their_frames():
     ctrl.handover = TrackHandover(labels, {1: (0, 1, 0), 2: (2, 4, 1), 3: (2, 4, 1)}, 10)
     assert 12 in ctrl.handover and 2 not in ctrl.handover and 14 not in ctrl.handover
     current = {(3, 12): _click(3, 2), (1, 5): _click(1, 1)}  # daughter 2 (id 12); object 5
-    assert ctrl.hand_over_tracks(current)
+    layer = np.where(labels > 0, labels + 10, 0)  # as written
+    layer[3, 6:8, 2:4] = 12  # the user painted more of daughter 2 on frame 3
+    assert ctrl.hand_over_tracks(current, layer, 0)
     np.testing.assert_array_equal(ctrl.masks[(2, 12)], labels[2] == 2)
-    assert ctrl.frame_ranges == {12: (2, 4)} and 12 in ctrl.written and ctrl.painted[12] == {}
+    assert ctrl.frame_ranges == {12: (2, 4)} and 12 in ctrl.written
+    # What the run wrote may be corrected; what the user painted stays theirs.
+    assert list(ctrl.painted[12]) == [3]
+    np.testing.assert_array_equal(
+        np.argwhere(ctrl.painted[12][3]), np.argwhere(layer[3] == 12)[-4:]
+    )
     assert ctrl.objects[12] == "track 12" and 5 not in ctrl.objects  # 5 is no track
     edits = ctrl.take_edits({**current, (2, 12): FramePrompt(mask=ctrl.masks[(2, 12)])}, 5)
     assert edits.corrections == [(3, False)]  # the click re-tracks forward; the mask does not

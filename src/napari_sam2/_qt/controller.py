@@ -441,15 +441,17 @@ class Sam2Controller:
             self.mark_applied(key, new)
         return PromptEdits(by_frame, corrections, outside)
 
-    def hand_over_tracks(self, keys) -> bool:
+    def hand_over_tracks(self, keys, labels=None, axis: int = 0) -> bool:
         """Tracks of the last "Track all cells" run prompted in ``keys`` become objects.
 
         ``keys``: the (frame, object) pairs the layers prompt now. Each such
         track gets its first frame's mask as mask prompt (unless the user
         prompted that frame), its frames as frame range, and its later frames
         as reached going forward, so that a prompt on one of them is a
-        correction re-tracked forward from it. Its pixels count as written by
-        napari-sam2 (a correction may clear them). True if any was handed over.
+        correction re-tracked forward from it. The pixels the run wrote count
+        as napari-sam2's (a correction may clear them); pixels the user painted
+        with the track's id since, in ``labels`` (the 3D labels layer, frames on
+        ``axis``), stay the user's. True if any was handed over.
         """
         if self.handover is None:
             return False
@@ -466,6 +468,13 @@ class Sam2Controller:
             self.reached[obj] = dict.fromkeys(range(first + 1, last + 1), False)
             self.written.add(obj)
             self.painted[obj] = {}
+            if labels is not None:
+                run = self.handover.labels  # frames first, the run's track ids
+                tid = obj - self.handover.offset
+                for t, plane in painted_pixels(labels, obj, axis).items():
+                    own = plane & (np.asarray(run[t]) != tid)
+                    if own.any():
+                        self.painted[obj][t] = own
             self.add_object(obj, name=f"track {obj}")
             done = True
         return done

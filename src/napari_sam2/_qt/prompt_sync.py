@@ -182,7 +182,8 @@ class PromptSync:
         if lay.points is None or lay.boxes is None:
             return
         current = self.current_prompts()
-        if ctrl.hand_over_tracks(current):  # a "Track all cells" track was prompted
+        labels = None if lay.labels is None else lay.labels.data
+        if ctrl.hand_over_tracks(current, labels, lay.axis):  # a "Track all cells" track
             current = self.current_prompts()  # now with its first frame's mask prompt
         for listener in self.listeners:
             listener(current)
