@@ -277,8 +277,6 @@ class Automatic:
     def track_removed(self, obj: int) -> None:
         """A written track ``obj`` was removed: it leaves ``result`` and the Tracks layer
         (its daughters lose their mother link)."""
-        from ..tracking.tracker import TrackingResult
-
         result = self.result
         tid = int(obj) - self.offset
         if result is None or tid not in result.lineage:
@@ -287,17 +285,12 @@ class Automatic:
             k: (s, e, 0 if p == tid else p) for k, (s, e, p) in result.lineage.items() if k != tid
         }
         labels = np.where(result.labels == tid, 0, result.labels).astype(np.int32)
-        self.result = TrackingResult(labels, lineage, result.scores)
-        if self._controller.handover is not None:
-            self._controller.handover.labels = labels
-        if not self.show_tracks() and not lineage:
+        if not self._replace_result(labels, lineage) and not lineage:
             self._remove_tracks_layer()
 
     def corrected_tracks_moved(self) -> None:
         """A propagation ended: tracks handed to the session may have new masks. The
         result and the Tracks layer take those tracks' pixels from the labels layer."""
-        from ..tracking.tracker import TrackingResult
-
         result, lay = self.result, self._layers
         if result is None or lay.labels is None or lay.axis != 0:
             return
@@ -316,10 +309,17 @@ class Automatic:
             frames = np.flatnonzero(mine.any(axis=(1, 2)))
             if len(frames):
                 lineage[tid] = (int(frames[0]), int(frames[-1]), lineage[tid][2])
-        self.result = TrackingResult(labels, lineage, result.scores)
+        self._replace_result(labels, lineage)
+
+    def _replace_result(self, labels: np.ndarray, lineage) -> bool:
+        """``result`` becomes ``labels`` (T, H, W) and ``lineage`` (the scores stay); the
+        handover reads the new labels, and the Tracks layer shows them (see show_tracks)."""
+        from ..tracking.tracker import TrackingResult
+
+        self.result = TrackingResult(labels, lineage, self.result.scores)
         if self._controller.handover is not None:
             self._controller.handover.labels = labels
-        self.show_tracks()
+        return self.show_tracks()
 
     def _remove_tracks_layer(self) -> None:
         lay = self._layers

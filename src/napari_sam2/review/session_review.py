@@ -72,10 +72,9 @@ class SessionReview:
     def observe(self, result, reverse: bool) -> list[ReviewItem]:
         """Score one propagated :class:`~napari_sam2.video.FrameResult`; returns its new items."""
         result = _predicted_only(result)
-        labels = result.label_image()
         other = self._run[not reverse].pop(result.frame, None)
-        if self._both is None or result.frame in self._both:
-            self._run[reverse][result.frame] = labels
+        if self._both is None or result.frame in self._both:  # the other pass will need it
+            self._run[reverse][result.frame] = result.label_image()
         if not result.obj_ids:
             return []
         return self.queue.observe(result, reverse=reverse, other_labels=other)
