@@ -236,6 +236,13 @@ def test_a_clicked_track_is_corrected_by_the_interactive_session(
     assert [(p.start, p.reverse) for p in runs[-1]] == [(1, False)]
     assert obj in seen[2] and obj not in seen[3] | seen[4]
     assert (1, obj) not in {(it.frame, it.obj_id) for it in widget.review.items()}
+    from qtpy.QtCore import Qt
+
+    table = widget.objects_panel.table
+    shown = {
+        table.item(r, 1).data(Qt.UserRole): table.item(r, 1).text() for r in range(table.rowCount())
+    }
+    assert shown[obj] == f"track {obj}"  # listed under Objects, named as a track
     session = widget.controller.session
     assert set(session.obj_ids) == {obj}  # track 2 was not prompted: it stays as written
     assert session.frame_range(obj) == (start, 2)

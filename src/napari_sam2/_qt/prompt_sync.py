@@ -183,11 +183,12 @@ class PromptSync:
             return
         current = self.current_prompts()
         labels = None if lay.labels is None else lay.labels.data
-        if ctrl.hand_over_tracks(current, labels, lay.axis):  # a "Track all cells" track
-            current = self.current_prompts()  # now with its first frame's mask prompt
+        handed = ctrl.hand_over_tracks(current, labels, lay.axis)  # "Track all" tracks
+        if handed:
+            current = self.current_prompts()  # now with their first frames' mask prompts
         for listener in self.listeners:
             listener(current)
-        known = set(ctrl.objects)
+        known = None if handed else set(ctrl.objects)  # a track named "track <id>": refresh
         if ctrl.session is None:
             for _, obj in current:
                 ctrl.add_object(obj)  # the prompts are applied when the session opens
