@@ -9,6 +9,7 @@ itself is tested in tests/tracking (test_generator_parity.py, test_mask_ops.py).
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -128,14 +129,16 @@ def test_bad_input_is_exit_2_one_line(data, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.tif", "old.tif", "zt.npy"]
 
 
-def test_no_divisions_reaches_the_tracker(data, tmp_path, oracle_generator, monkeypatch):
+def test_no_divisions_and_clicks_reach_the_tracker(data, tmp_path, oracle_generator, monkeypatch):
     from napari_sam2.tracking import tracker
+    from napari_sam2.tracking.decisions import generator_for
 
-    seen = []
+    seen, generators = [], []
     track_all = tracker.track_all
 
     def spy(net, frames, cfg, **kw):
         seen.append(cfg.divisions)
+        generators.append(cfg.generator)
         return track_all(net, frames, cfg, **kw)
 
     monkeypatch.setattr(tracker, "track_all", spy)
@@ -146,3 +149,7 @@ def test_no_divisions_reaches_the_tracker(data, tmp_path, oracle_generator, monk
         == 0
     )
     assert seen == [True, False]
+    assert generators == [generator_for("peaks")] * 2
+    args = ("--format", "csv", "--frames", "1:3", "--clicks", "grid", "--points-per-side", "8")
+    assert _track(root, tmp_path / "c.csv", *args) == 0
+    assert generators[-1] == replace(generator_for("grid"), points_per_side=8)

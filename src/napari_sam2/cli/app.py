@@ -250,6 +250,7 @@ def run_track(
     *,
     fmt: str = "tiff",
     detect_every: int = 5,
+    clicks: str = "peaks",
     points_per_side: int = 16,
     pred_iou_thresh: float | None = None,
     stability_thresh: float | None = None,
@@ -272,7 +273,7 @@ def run_track(
     """
     from dataclasses import replace
 
-    from ..tracking.decisions import TrackConfig
+    from ..tracking.decisions import TrackConfig, generator_for
 
     if fmt not in TRACK_FORMATS:
         raise InputError(f"--format: must be one of {', '.join(TRACK_FORMATS)}, got {fmt!r}")
@@ -283,7 +284,7 @@ def run_track(
     check_output(out, "ctc" if fmt in ("ctc", "geff") else fmt)
     if out.exists():
         raise InputError(f"--out: {out} already exists; remove it or choose another name")
-    base = TrackConfig()
+    base = TrackConfig(generator=generator_for(clicks))
     thresholds = {}
     if pred_iou_thresh is not None:
         thresholds["pred_iou_thresh"] = pred_iou_thresh
@@ -587,7 +588,15 @@ def build_parser() -> argparse.ArgumentParser:
     trk.add_argument(
         "--detect-every", type=_positive, default=5, metavar="K", help="detect every K frames"
     )
-    trk.add_argument("--points-per-side", type=_positive, default=16, metavar="N")
+    trk.add_argument(
+        "--clicks",
+        choices=("peaks", "grid"),
+        default="peaks",
+        help="where the mask generator clicks: bright blobs (fluorescence; default) or a grid",
+    )
+    trk.add_argument(
+        "--points-per-side", type=_positive, default=16, metavar="N", help="grid size (16)"
+    )
     trk.add_argument(
         "--no-divisions",
         dest="divisions",
@@ -595,10 +604,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="cells that do not divide: no division rule applies",
     )
     trk.add_argument(
-        "--pred-iou-thresh", type=_fraction, metavar="X", help="generator IoU threshold (0.7)"
+        "--pred-iou-thresh",
+        type=_fraction,
+        metavar="X",
+        help="generator IoU threshold (peaks 0.5, grid 0.7)",
     )
     trk.add_argument(
-        "--stability-thresh", type=_fraction, metavar="X", help="generator stability (0.85)"
+        "--stability-thresh",
+        type=_fraction,
+        metavar="X",
+        help="generator stability (peaks 0.7, grid 0.85)",
     )
     trk.add_argument("--min-area", type=_positive, default=20, metavar="PX")
     trk.add_argument("--frames", metavar="A:B", help="only frames A..B-1")
@@ -715,6 +730,7 @@ def _cmd_track(args) -> int:
         args.out,
         fmt=args.fmt,
         detect_every=args.detect_every,
+        clicks=args.clicks,
         points_per_side=args.points_per_side,
         pred_iou_thresh=args.pred_iou_thresh,
         stability_thresh=args.stability_thresh,

@@ -1,7 +1,8 @@
 """Automatic mask generation ("segment everything") for one image: ``MaskGenerator``.
 
-A grid of single-point prompts is decoded in batches against the image
-embedding (three masks per point). Masks are kept when the predicted IoU
+A grid of single-point prompts (or, with ``peaks``, one click on each bright
+blob) is decoded in batches against the image embedding (three masks per
+point; with ``best_mask_only`` the one a click would return). Masks are kept when the predicted IoU
 exceeds ``pred_iou_thresh`` and the stability score reaches
 ``stability_score_thresh``; masks touching an inner crop edge are dropped;
 duplicates are removed by box non-maximum suppression, first within each crop
@@ -29,6 +30,7 @@ from ..engine.preprocess import as_channels_last, choose_intensity, to_model_inp
 from ..errors import InputError
 from ..modeling.sam2 import Sam2Model
 from . import mask_ops
+from .peaks import PeakPrompts
 
 _UPSAMPLE_CHUNK = 16  # masks upsampled to full resolution at once
 
@@ -50,6 +52,11 @@ class GeneratorConfig:
     crop_n_points_downscale_factor: layer i uses points_per_side / factor**i points.
     min_mask_region_area: holes and islands below this area (pixels) are removed (0: off).
     multimask: three masks per point (True) or one.
+    peaks: click the image's bright blobs (:class:`~napari_sam2.tracking.peaks.PeakPrompts`)
+        instead of the grid (``points_per_side`` and the crop layers' grids are then
+        unused); None: the grid, as the reference does.
+    best_mask_only: of each prompt's masks keep only the one with the highest
+        predicted IoU (the mask a click returns interactively), before the filters.
     """
 
     points_per_side: int = 32
@@ -65,6 +72,8 @@ class GeneratorConfig:
     crop_n_points_downscale_factor: int = 1
     min_mask_region_area: int = 0
     multimask: bool = True
+    peaks: PeakPrompts | None = None
+    best_mask_only: bool = False
 
     def __post_init__(self) -> None:
         for name in ("points_per_side", "points_per_batch", "crop_n_points_downscale_factor"):
@@ -79,6 +88,8 @@ class GeneratorConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                 raise InputError(f"{name}: must be in [0, 1], got {value!r}")
+        if self.peaks is not None and not isinstance(self.peaks, PeakPrompts):
+            raise InputError(f"peaks: must be a PeakPrompts or None, got {self.peaks!r}")
 
 
 @dataclass(frozen=True)
@@ -168,7 +179,11 @@ class MaskGenerator:
         crops, layers = mask_ops.crop_boxes(
             (h, w), self.cfg.crop_n_layers, self.cfg.crop_overlap_ratio
         )
-        parts = [self._crop(hwc, intensity, crop, layer) for crop, layer in zip(crops, layers)]
+        peaks = None if self.cfg.peaks is None else self.cfg.peaks.find(hwc)
+        parts = [
+            self._crop(hwc, intensity, crop, self._prompts(crop, layer, peaks))
+            for crop, layer in zip(crops, layers)
+        ]
         found = _concat(parts, (h, w))
         if len(crops) > 1 and len(found):
             # Prefer masks from smaller crops.
@@ -181,13 +196,26 @@ class MaskGenerator:
 
     # -- one crop -------------------------------------------------------------
 
-    def _crop(self, hwc, intensity, crop, layer: int) -> dict:
-        """Masks of one crop, de-duplicated, in crop-local pixels except ``points``."""
+    def _prompts(self, crop, layer: int, peaks: np.ndarray | None) -> np.ndarray:
+        """(N, 2) prompt points (row, col) in the crop's pixels: its grid, or the peaks in it."""
+        r0, c0, r1, c1 = crop
+        if peaks is None:
+            return self._grids[layer] * np.array([r1 - r0, c1 - c0])
+        inside = (peaks[:, 0] >= r0) & (peaks[:, 0] < r1) & (peaks[:, 1] >= c0) & (peaks[:, 1] < c1)
+        return peaks[inside] - np.array([r0, c0], np.float32)
+
+    def _crop(self, hwc, intensity, crop, prompts: np.ndarray) -> dict:
+        """Masks of one crop's ``prompts`` (N, 2) (row, col) crop pixels, de-duplicated.
+
+        Masks and boxes are in crop-local pixels, ``points`` in image pixels.
+        """
         r0, c0, r1, c1 = crop
         ch, cw = r1 - r0, c1 - c0
+        if len(prompts) == 0:
+            return _empty_part(crop)
         feats = self._embed(hwc[r0:r1, c0:c1], intensity)
-        # Grid points in crop pixels, then in model-input (x, y), as the reference scales them.
-        points = torch.as_tensor(self._grids[layer] * np.array([ch, cw]), dtype=torch.float32)
+        # Crop pixels to model-input (x, y), as the reference scales grid points.
+        points = torch.as_tensor(prompts, dtype=torch.float32)
         scale = self.model.cfg.image_size
         xy = torch.stack([points[:, 1] / cw, points[:, 0] / ch], dim=-1) * scale
         step = self.cfg.points_per_batch
@@ -233,6 +261,9 @@ class MaskGenerator:
         cfg = self.cfg
         r0, c0, r1, c1 = crop
         low, iou, m = self._decode(feats, xy)
+        if cfg.best_mask_only and m > 1:
+            best = iou.view(-1, m).argmax(dim=1) + torch.arange(0, len(iou), m, device=iou.device)
+            low, iou, m = low[best], iou[best], 1
         pts = points.repeat_interleave(m, dim=0)
         if cfg.pred_iou_thresh > 0:
             keep = (iou > cfg.pred_iou_thresh).cpu()
@@ -283,6 +314,19 @@ class MaskGenerator:
             masks, found.predicted_iou, found.stability_score, boxes, found.points, found.crop_boxes
         )
         return cleaned.select(keep)
+
+
+def _empty_part(crop) -> dict:
+    """The :meth:`MaskGenerator._crop` result of a crop without prompts."""
+    r0, c0, r1, c1 = crop
+    return {
+        "masks": torch.zeros(0, r1 - r0, c1 - c0, dtype=torch.bool),
+        "iou": torch.zeros(0),
+        "stability": torch.zeros(0),
+        "boxes": torch.zeros(0, 4, dtype=torch.int64),
+        "points": torch.zeros(0, 2),
+        "crop": crop,
+    }
 
 
 def _concat(parts: list[dict], hw: tuple[int, int]) -> GeneratedMasks:
