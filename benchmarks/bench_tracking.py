@@ -161,7 +161,16 @@ def _traccuracy(labels, rows, gt_labels, gt_lineage, write_ctc) -> dict:
             found[key] = value
     div = found.get("Frame Buffer 1", found)
     f1 = div.get("Division F1", float("nan")) if isinstance(div, dict) else float("nan")
+    # traccuracy gives NaN when no division is right (precision and recall 0):
+    # that is F1 0 when either side has divisions; NaN stays for "none on either side".
+    if np.isnan(f1) and (any(r[3] for r in rows) or any(_parent(r) for r in gt_lineage)):
+        f1 = 0.0
     return {"div_f1": float(f1), "CHOTA": float(found.get("CHOTA", float("nan")))}
+
+
+def _parent(row) -> int:
+    """A ground-truth lineage row's parent (rows are LineageRow objects or tuples)."""
+    return int(row.parent if hasattr(row, "parent") else row[3])
 
 
 def main(argv=None) -> int:
@@ -178,7 +187,14 @@ def main(argv=None) -> int:
     p.add_argument("--points-per-side", type=int, help="grid size (the --clicks default)")
     p.add_argument("--pred-iou-thresh", type=float, help="(the --clicks default)")
     p.add_argument("--stability-thresh", type=float, help="(the --clicks default)")
-    p.add_argument("--detect-every", type=int, default=5)
+    p.add_argument("--detect-every", type=int, default=1)
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a TrackConfig number, e.g. --set saddle_depth=0.3 (repeatable)",
+    )
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
 
@@ -192,7 +208,11 @@ def main(argv=None) -> int:
         "stability_score_thresh": args.stability_thresh,
     }
     gen = replace(generator_for(args.clicks), **{k: v for k, v in given.items() if v is not None})
-    cfg = replace(cfg, generator=gen, detect_every=args.detect_every)
+    fields = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        fields[key] = type(getattr(cfg, key))(float(value))
+    cfg = replace(cfg, generator=gen, detect_every=args.detect_every, **fields)
     needs_model = any(m != "classical+laptrack" for m in args.methods)
     if needs_model and not args.model:
         p.error("--model is needed for the sam2 and gen+laptrack methods")

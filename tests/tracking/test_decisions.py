@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -111,3 +113,49 @@ def test_two_generator_masks_tiling_a_track_are_a_division():
     assert decisions.contained_daughters(cands[:1], track, track.sum(), CFG) is None
     part = disc((32, 26), 3)[None]  # one small part: no division
     assert decisions.contained_daughters(part, track, track.sum(), CFG) is None
+
+
+def _two_blobs(second_peak: float = 1.0, gap: float = 10.0):
+    """Two touching round blobs (sigma 3 px) side by side, as one mask, and their image."""
+    from napari_sam2.tracking.peaks import PeakPrompts
+
+    rr, cc = np.mgrid[:60, :60]
+    img = np.exp(-((rr - 30) ** 2 + (cc - 30 + gap / 2) ** 2) / 18.0)
+    img = img + second_peak * np.exp(-((rr - 30) ** 2 + (cc - 30 - gap / 2) ** 2) / 18.0)
+    mask = img > 0.2 * img.max()
+    finder = PeakPrompts(sigma=1.0, min_distance=3)
+    smooth = finder.smooth(img)
+    return mask, smooth, finder.find_smoothed(smooth)
+
+
+def test_peak_division_splits_a_mask_holding_two_alike_peaks_at_the_dip():
+    from napari_sam2.tracking.decisions import peak_daughters
+
+    mask, smooth, peaks = _two_blobs()
+    cfg = TrackConfig(min_area=5)
+    pair = peak_daughters(mask, smooth, peaks, mask.sum(), cfg)
+    assert pair is not None
+    a, b = pair
+    assert not (a & b).any() and ((a | b) == mask).all()
+    # The cut runs at the dip between the blobs (column 30; its pixels go to one
+    # side), each side a daughter.
+    cols = np.nonzero(mask.any(axis=0))[0]
+    assert abs(int(a.sum()) - int(b.sum())) <= mask[:, 30].sum()
+    assert {a[:, cols[0]].any(), b[:, cols[0]].any()} == {True, False}
+    assert not a[:, 25].any() or not a[:, 35].any()
+
+
+def test_peak_division_needs_two_alike_peaks_with_a_dip():
+    from napari_sam2.tracking.decisions import peak_daughters
+
+    cfg = TrackConfig(min_area=5)
+    mask, smooth, peaks = _two_blobs(gap=3.0)  # one round blob: one peak
+    assert len(peaks) == 1 and peak_daughters(mask, smooth, peaks, mask.sum(), cfg) is None
+    mask, smooth, peaks = _two_blobs(second_peak=0.3)  # unlike sisters
+    assert len(peaks) == 2 and peak_daughters(mask, smooth, peaks, mask.sum(), cfg) is None
+    mask, smooth, peaks = _two_blobs()
+    deep = replace(cfg, saddle_depth=0.9)  # the dip is shallower than 90 %
+    assert peak_daughters(mask, smooth, peaks, mask.sum(), deep) is None
+    # Peaks outside the track do not count.
+    left = mask & (np.arange(60)[None, :] < 30)
+    assert peak_daughters(left, smooth, peaks, left.sum(), cfg) is None

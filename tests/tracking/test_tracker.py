@@ -104,7 +104,7 @@ def clip():
 
 
 def test_oracle_loop_recovers_ground_truth_lineage(clip):
-    cfg = TrackConfig(detect_every=3, min_area=8)
+    cfg = TrackConfig(detect_every=3, min_area=8, division_min_age=0)
     result = run_tracking(OracleSession(clip), OracleGenerator(clip), cfg)
     scores = ctc_scores(result.labels, clip.labels, result.lineage_rows(), clip.lineage)
     assert scores["TRA"] >= 0.97 and scores["DET"] >= 0.97
@@ -146,7 +146,9 @@ def _appearance_clip():
 def test_split_division_ends_mother_and_links_daughters():
     c = _split_clip()
     session = OracleSession(c)
-    result = run_tracking(session, OracleGenerator(c), TrackConfig(detect_every=100, min_area=5))
+    result = run_tracking(
+        session, OracleGenerator(c), TrackConfig(detect_every=100, min_area=5, division_min_age=0)
+    )
     assert result.lineage[1] == (0, 2, 0)
     daughters = result.divisions()[1]
     assert len(daughters) == 2 and all(result.lineage[d][:2] == (3, 5) for d in daughters)
@@ -158,11 +160,23 @@ def test_appearance_next_to_shrunk_track_is_a_division():
     result = run_tracking(
         OracleSession(c),
         OracleGenerator(c),
-        TrackConfig(detect_every=1, min_area=5, contact_distance=3),
+        TrackConfig(detect_every=1, min_area=5, contact_distance=3, division_min_age=0),
     )
     assert result.lineage[1] == (0, 1, 0), result.lineage
     daughters = result.divisions()[1]
     assert len(daughters) == 2 and {result.lineage[d][0] for d in daughters} == {2}
+
+
+def test_a_track_younger_than_division_min_age_keeps_its_id_when_it_splits():
+    c = _split_clip()  # splits on frame 3
+    young = TrackConfig(detect_every=100, min_area=5, division_min_age=4)
+    result = run_tracking(OracleSession(c), OracleGenerator(c), young)
+    assert result.divisions() == {} and result.lineage[1] == (0, 5, 0)
+    old_enough = TrackConfig(detect_every=100, min_area=5, division_min_age=3)
+    result = run_tracking(OracleSession(c), OracleGenerator(c), old_enough)
+    assert len(result.divisions()[1]) == 2
+    with pytest.raises(InputError, match="^division_min_age:"):
+        TrackConfig(division_min_age=-1)
 
 
 def test_without_divisions_a_split_keeps_its_id_and_an_appearance_is_a_new_track():
@@ -230,7 +244,7 @@ def test_iter_tracking_yields_final_labels_and_the_engine_result():
     from napari_sam2.tracking.tracker import iter_tracking
 
     c = _split_clip()
-    cfg = TrackConfig(detect_every=100, min_area=5)
+    cfg = TrackConfig(detect_every=100, min_area=5, division_min_age=0)
     steps = iter_tracking(OracleSession(c), OracleGenerator(c), cfg)
     frames = []
     while True:

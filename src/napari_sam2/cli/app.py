@@ -249,7 +249,7 @@ def run_track(
     out: str | os.PathLike,
     *,
     fmt: str = "tiff",
-    detect_every: int = 5,
+    detect_every: int = 1,
     clicks: str = "peaks",
     points_per_side: int = 16,
     pred_iou_thresh: float | None = None,
@@ -586,7 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
     trk.add_argument("--out", required=True, help="output file (tiff, csv) or folder (ctc, geff)")
     trk.add_argument("--format", choices=TRACK_FORMATS, default="tiff", dest="fmt")
     trk.add_argument(
-        "--detect-every", type=_positive, default=5, metavar="K", help="detect every K frames"
+        "--detect-every", type=_positive, default=1, metavar="K", help="detect every K frames (1)"
     )
     trk.add_argument(
         "--clicks",

@@ -20,6 +20,18 @@ Rules (all areas in pixels of the frame, all masks (H, W) bool):
   while neither alone covers more than ``cover_fraction`` of it, the track
   has divided into those two (touching daughters, which never split into
   components). See :func:`contained_daughters`.
+- **Peak division.** Touching daughters often stay inside one propagated
+  mask (a click on either returns both). A track at least ``division_min_age``
+  frames old whose mask holds two intensity peaks (``split_peaks``, the two
+  brightest inside it) with a dip between them (the lowest smoothed value on
+  the segment joining them is at most ``1 - saddle_depth`` of the lower peak's
+  height above the frame's median) has divided: a watershed of the smoothed
+  image inside the mask, from the two peaks, gives the daughters, each at
+  least the split floor above. Sisters look alike: the smaller daughter has
+  at least ``sister_ratio`` of the larger one's area, and the dimmer peak at
+  least ``sister_ratio`` of the brighter one's height (both above the median);
+  two unlike halves are more often a cell with a lumpy texture, or two
+  neighbours under one mask, than a division. See :func:`peak_daughters`.
 - **New cells.** A generator mask is new when its area lies in
   ``[min_area, max_area_fraction * H * W]`` and at most ``new_overlap`` of it
   is already labelled; its unlabelled pixels (largest component, at least
@@ -31,6 +43,9 @@ Rules (all areas in pixels of the frame, all masks (H, W) bool):
   daughter of that track: the mother ends, its current mask becomes daughter
   one and the new object daughter two. When several shrunk tracks touch it,
   the one with the longest contact wins. See :func:`division_mother`.
+- **Age.** No rule divides a track younger than ``division_min_age`` frames
+  (counted from its first frame in the run); such a track that falls apart
+  keeps its id.
 - **Ends.** A track ends after ``end_after`` consecutive frames without
   pixels (negative object score, or all its pixels taken by others); its end
   frame is the last frame with pixels. A cell seen again later is a new
@@ -43,6 +58,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
+from skimage.segmentation import watershed
 
 from ..errors import InputError
 from .mask_generator import GeneratorConfig
@@ -103,10 +119,17 @@ class TrackConfig:
     divisions: False for cells that do not divide: no division rule applies (a
         mask that falls apart keeps its id; a new cell next to a shrunk track is
         a new track).
+    split_peaks: how peaks are found for the peak division rule; None turns the rule off.
+    saddle_depth: least relative dip between two peaks of a dividing track.
+    division_min_age: frames a track must have lived (since it started, in this
+        run) before any division rule may end it: a cell just seen, or just born,
+        does not divide again at once, and a young track that covers two cells is
+        far more often a seeding error than a mitosis.
+    sister_ratio: least smaller/larger ratio of the daughters' areas and peak heights.
     generator: settings of the mask generator used for seeding and detection.
     """
 
-    detect_every: int = 5
+    detect_every: int = 1
     coverage_drop: float = 0.1
     end_after: int = 2
     min_area: int = 20
@@ -119,6 +142,10 @@ class TrackConfig:
     inside: float = 0.8
     cover_fraction: float = 0.7
     divisions: bool = True
+    split_peaks: PeakPrompts | None = field(default_factory=PeakPrompts)
+    saddle_depth: float = 0.1
+    division_min_age: int = 8
+    sister_ratio: float = 0.5
     generator: GeneratorConfig = field(default_factory=_default_generator)
 
     def __post_init__(self) -> None:
@@ -128,7 +155,11 @@ class TrackConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise InputError(f"{name}: must be a positive integer, got {value!r}")
-        for name in ("min_area", "contact_distance"):
+        if self.split_peaks is not None and not isinstance(self.split_peaks, PeakPrompts):
+            raise InputError(
+                f"split_peaks: must be a PeakPrompts or None, got {self.split_peaks!r}"
+            )
+        for name in ("min_area", "contact_distance", "division_min_age"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
                 raise InputError(f"{name}: must be an integer >= 0, got {value!r}")
@@ -140,6 +171,8 @@ class TrackConfig:
             "shrink_ratio",
             "inside",
             "cover_fraction",
+            "saddle_depth",
+            "sister_ratio",
         ):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
@@ -198,6 +231,48 @@ def contained_daughters(
     if (a | b).sum() < cfg.cover_fraction * area:
         return None
     return a, b
+
+
+def peak_daughters(
+    track_mask: np.ndarray,
+    smooth: np.ndarray,
+    peaks: np.ndarray,
+    recent_area: float,
+    cfg: TrackConfig,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The two daughters of a track whose mask holds two separated peaks, else None.
+
+    ``smooth``: (H, W) the frame smoothed as the peaks were found
+    (:meth:`PeakPrompts.smooth`); ``peaks``: (N, 2) (row, col) peaks of the
+    whole frame, brightest first. See the module's peak division rule.
+    """
+    track_mask = np.asarray(track_mask, bool)
+    h, w = track_mask.shape
+    rc = np.floor(np.asarray(peaks, np.float64)).astype(np.int64).reshape(-1, 2)
+    rc = rc[(rc[:, 0] >= 0) & (rc[:, 0] < h) & (rc[:, 1] >= 0) & (rc[:, 1] < w)]
+    inside = rc[track_mask[rc[:, 0], rc[:, 1]]]
+    if len(inside) < 2:
+        return None
+    a, b = inside[0], inside[1]
+    base = float(np.median(smooth))
+    heights = sorted((float(smooth[a[0], a[1]]) - base, float(smooth[b[0], b[1]]) - base))
+    lower = heights[0]
+    if lower < cfg.sister_ratio * heights[1]:
+        return None
+    steps = int(np.abs(b - a).max()) + 1
+    line = np.rint(np.linspace(a, b, steps)).astype(np.int64)
+    saddle = float(smooth[line[:, 0], line[:, 1]].min()) - base
+    if lower <= 0 or saddle > (1.0 - cfg.saddle_depth) * lower:
+        return None
+    markers = np.zeros((h, w), np.int32)
+    markers[a[0], a[1]], markers[b[0], b[1]] = 1, 2
+    basins = watershed(-smooth, markers, mask=track_mask)
+    first, second = basins == 1, basins == 2
+    floor = max(cfg.min_area, cfg.split_min_fraction * float(recent_area), 1)
+    sizes = sorted((int(first.sum()), int(second.sum())))
+    if sizes[0] < floor or sizes[0] < cfg.sister_ratio * sizes[1]:
+        return None
+    return (first, second) if first.sum() >= second.sum() else (second, first)
 
 
 def new_objects(candidates: np.ndarray, labels: np.ndarray, cfg: TrackConfig) -> list[np.ndarray]:

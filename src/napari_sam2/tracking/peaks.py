@@ -48,17 +48,24 @@ class PeakPrompts:
         if not isinstance(self.threshold, (int, float)) or not np.isfinite(self.threshold):
             raise InputError(f"threshold: must be a finite number, got {self.threshold!r}")
 
-    def find(self, image: np.ndarray) -> np.ndarray:
-        """(N, 2) float32 (row, col) pixel centres of the peaks of ``image`` (H, W[, C]).
-
-        Sorted brightest first; empty for a flat image.
-        """
+    def smooth(self, image: np.ndarray) -> np.ndarray:
+        """(H, W) float32: ``image`` (H, W[, C]; channels averaged) smoothed by ``sigma``."""
         img = np.asarray(image, dtype=np.float32)
         if img.ndim == 3:
             img = img.mean(axis=-1)
         if img.ndim != 2:
             raise InputError(f"image: expected (H, W) or (H, W, C), got shape {np.shape(image)}")
-        smooth = ndimage.gaussian_filter(img, self.sigma) if self.sigma > 0 else img
+        return ndimage.gaussian_filter(img, self.sigma) if self.sigma > 0 else img
+
+    def find(self, image: np.ndarray) -> np.ndarray:
+        """(N, 2) float32 (row, col) pixel centres of the peaks of ``image`` (H, W[, C]).
+
+        Sorted brightest first; empty for a flat image.
+        """
+        return self.find_smoothed(self.smooth(image))
+
+    def find_smoothed(self, smooth: np.ndarray) -> np.ndarray:
+        """:meth:`find` on an image already passed through :meth:`smooth`."""
         median = float(np.median(smooth))
         spread = _MAD_TO_SD * float(np.median(np.abs(smooth - median)))
         if spread == 0.0:  # more than half the pixels share one value: use the SD

@@ -97,6 +97,7 @@ class _Tracker:
         self.coverage_peak = 0
         self.last_detect = -1
         self.propagated = None  # the last frame's FrameResult before the rules
+        self._peaks_of = None  # (frame, smoothed frame, peaks) for the peak division rule
 
     # -- track bookkeeping -----------------------------------------------------
 
@@ -143,6 +144,18 @@ class _Tracker:
             self.labels[frame][mine] = tid
         self.detect(frame)
 
+    def _may_divide(self, track: _Track, frame: int) -> bool:
+        """Whether any division rule may end ``track`` on ``frame`` (divisions on, old enough)."""
+        return self.cfg.divisions and frame - track.start >= self.cfg.division_min_age
+
+    def _frame_peaks(self, frame: int) -> tuple[np.ndarray, np.ndarray]:
+        """(smoothed frame, its peaks) for the peak division rule, once per frame."""
+        if self._peaks_of is None or self._peaks_of[0] != frame:
+            finder = self.cfg.split_peaks
+            smooth = finder.smooth(self.session.source.raw(frame))
+            self._peaks_of = (frame, smooth, finder.find_smoothed(smooth))
+        return self._peaks_of[1], self._peaks_of[2]
+
     def step(self, frame: int) -> dict[int, float]:
         """Propagate the live tracks onto ``frame`` and apply the rules."""
         scores: dict[int, float] = {}
@@ -168,9 +181,12 @@ class _Tracker:
             recent = track.areas[-cfg.history :]
             pair = (
                 decisions.split_daughters(mask, float(np.mean(recent)), cfg)
-                if cfg.divisions
+                if self._may_divide(track, frame)
                 else None
             )
+            if pair is None and cfg.split_peaks is not None and self._may_divide(track, frame):
+                smooth, peaks = self._frame_peaks(frame)
+                pair = decisions.peak_daughters(mask, smooth, peaks, float(np.mean(recent)), cfg)
             if pair is not None:
                 self.divide(frame, tid, *pair)
                 continue
@@ -196,7 +212,11 @@ class _Tracker:
         order = np.argsort(-found.predicted_iou, kind="stable")
         labels = self.labels[frame]
         # Tracks seen on this frame may divide (none when cells do not divide).
-        seen = [t for t, tr in self.live.items() if tr.last_seen == frame and cfg.divisions]
+        seen = [
+            t
+            for t, tr in self.live.items()
+            if tr.last_seen == frame and self._may_divide(tr, frame)
+        ]
         shrunk = {
             tid
             for tid in seen
