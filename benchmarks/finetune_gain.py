@@ -46,6 +46,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--focal-alpha", type=float, default=0.25, help="mask loss (the recipe's)")
     p.add_argument("--focal-gamma", type=float, default=2.0, help="0: cross-entropy")
+    p.add_argument(
+        "--train-image-encoder",
+        action="store_true",
+        help="train the image encoder too (frozen by default on a CPU, as in the widget)",
+    )
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--json", metavar="OUT")
     return p.parse_args(argv)
@@ -78,7 +83,11 @@ def main(argv=None) -> dict:
         )
         sessions.append(Clip(tl.image, tl.labels))
     settings = FinetuneSettings(
-        steps=args.steps, lr=args.lr, focal_alpha=args.focal_alpha, focal_gamma=args.focal_gamma
+        steps=args.steps,
+        lr=args.lr,
+        focal_alpha=args.focal_alpha,
+        focal_gamma=args.focal_gamma,
+        freeze_image_encoder=False if args.train_image_encoder else None,
     )
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.process_time()
