@@ -32,6 +32,7 @@ import torch
 from napari_sam2 import build_model, load_model
 from napari_sam2.evaluation.synthetic import make_timelapse
 from napari_sam2.review.loop import STRATEGIES, LoopConfig, run_review_loop
+from napari_sam2.review.score import SuspicionWeights
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -56,6 +57,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--clicks", type=int, default=3, help="clicks per corrected frame at most")
     p.add_argument("--good-iou", type=float, default=0.9, help="IoU an inspection accepts")
     p.add_argument("--strategies", default=",".join(STRATEGIES), help="comma list")
+    p.add_argument(
+        "--weights",
+        type=json.loads,
+        metavar="JSON",
+        help="suspicion weights for the guided strategies, e.g. '{\"disagreement\": 1.0}'",
+    )
     p.add_argument("--json", metavar="OUT", help="write every clip's results here as JSON")
     args = p.parse_args(argv)
     args.strategies = [s for s in args.strategies.split(",") if s]
@@ -125,6 +132,7 @@ def main(argv=None, model=None) -> dict:
     """Run the comparison; ``model``: an already loaded model instead of --model."""
     args = parse_args(argv)
     config = LoopConfig(args.budget, args.rounds, args.clicks, args.good_iou)
+    weights = SuspicionWeights(**args.weights) if args.weights else None
     if model is None:
         model = make_model(args)
     results = []
@@ -132,7 +140,8 @@ def main(argv=None, model=None) -> dict:
         data = make_timelapse(args.frames, (args.size, args.size), args.cells, args.snr, seed)
         for strategy in args.strategies:
             t0 = time.perf_counter()
-            r = run_review_loop(model, data.image, data.labels, strategy, config).as_dict()
+            loop = run_review_loop(model, data.image, data.labels, strategy, config, weights)
+            r = loop.as_dict()
             r["seed"], r["seconds"] = seed, time.perf_counter() - t0
             results.append(r)
             print(
@@ -158,6 +167,7 @@ def main(argv=None, model=None) -> dict:
             "snr": args.snr,
         },
         "config": asdict(config),
+        "weights": asdict(weights or SuspicionWeights()),
         "machine": {"python": platform.python_version(), "torch": torch.__version__},
         "summary": rows,
         "results": results,
