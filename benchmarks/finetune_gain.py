@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from napari_sam2 import load_model
-from napari_sam2.evaluation.synthetic import make_timelapse
+from napari_sam2.evaluation.synthetic import MotionConfig, make_timelapse
 from napari_sam2.training.data import Clip
 from napari_sam2.training.finetune import FinetuneSettings, finetune
 from napari_sam2.training.validation import click_and_track, scored_jf
@@ -40,6 +40,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--frames", type=int, default=20, help="frames per held-out clip")
     p.add_argument("--snr", type=float, default=1.0, help="the condition's SNR")
     p.add_argument("--cells", type=int, default=20, help="the condition's cells per frame")
+    p.add_argument(
+        "--speed-sd",
+        type=float,
+        help="the condition's cell speed spread, px/frame (default: the synthetic default)",
+    )
     p.add_argument("--default-snr", type=float, default=4.0)
     p.add_argument("--default-cells", type=int, default=12)
     p.add_argument("--steps", type=int, default=150)
@@ -56,12 +61,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def jf(model, snr: float, cells: int, seeds, frames: int) -> float:
+def jf(model, snr: float, cells: int, seeds, frames: int, speed_sd=None) -> float:
     scores = []
     for seed in seeds:
-        tl = make_timelapse(n_frames=frames, n_cells=cells, snr=snr, seed=seed)
+        tl = make_timelapse(
+            n_frames=frames, n_cells=cells, snr=snr, seed=seed, motion=_motion(speed_sd)
+        )
         scores.append(scored_jf(click_and_track(model, tl.image, tl.labels), tl.labels))
     return float(np.mean(scores))
+
+
+def _motion(speed_sd):
+    """The synthetic motion model, with ``speed_sd`` if given."""
+    return None if speed_sd is None else MotionConfig(speed_sd=speed_sd)
 
 
 def main(argv=None) -> dict:
@@ -71,15 +83,19 @@ def main(argv=None) -> dict:
     model = load_model(args.model)
     held = range(args.seed + 10_000, args.seed + 10_000 + args.clips)
     conditions = {
-        "condition": (args.snr, args.cells),
-        "default": (args.default_snr, args.default_cells),
+        "condition": (args.snr, args.cells, args.speed_sd),
+        "default": (args.default_snr, args.default_cells, None),
     }
-    before = {k: jf(model, s, c, held, args.frames) for k, (s, c) in conditions.items()}
+    before = {k: jf(model, s, c, held, args.frames, v) for k, (s, c, v) in conditions.items()}
     print(f"before: {before}", file=sys.stderr)
     sessions = []
     for seed in range(args.seed, args.seed + args.sessions):
         tl = make_timelapse(
-            n_frames=args.session_frames, n_cells=args.cells, snr=args.snr, seed=seed
+            n_frames=args.session_frames,
+            n_cells=args.cells,
+            snr=args.snr,
+            seed=seed,
+            motion=_motion(args.speed_sd),
         )
         sessions.append(Clip(tl.image, tl.labels))
     settings = FinetuneSettings(
@@ -95,7 +111,7 @@ def main(argv=None) -> dict:
         path = finetune(model, sessions, Path(tmp) / "ft.pt", settings)
         cpu, wall = time.process_time() - t0, time.perf_counter() - wall
         tuned = load_model(str(path))
-    after = {k: jf(tuned, s, c, held, args.frames) for k, (s, c) in conditions.items()}
+    after = {k: jf(tuned, s, c, held, args.frames, v) for k, (s, c, v) in conditions.items()}
     payload = {
         "args": vars(args),
         "held_out_seeds": [held.start, held.stop - 1],
@@ -107,8 +123,8 @@ def main(argv=None) -> dict:
         "threads": torch.get_num_threads(),
     }
     print("| held-out clips | before | after | change |\n|---|---|---|---|")
-    for k, (s, c) in conditions.items():
-        label = f"{k} (SNR {s:g}, {c} cells)"
+    for k, (s, c, v) in conditions.items():
+        label = f"{k} (SNR {s:g}, {c} cells" + (f", speed sd {v:g} px/frame)" if v else ")")
         print(f"| {label} | {before[k]:.3f} | {after[k]:.3f} | {after[k] - before[k]:+.3f} |")
     print(f"fine-tuning: {args.steps} steps, {wall:.0f} s wall, {cpu:.0f} s CPU", file=sys.stderr)
     if args.json:
