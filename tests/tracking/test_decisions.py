@@ -159,19 +159,3 @@ def test_peak_division_needs_two_alike_peaks_with_a_dip():
     # Peaks outside the track do not count.
     left = mask & (np.arange(60)[None, :] < 30)
     assert peak_daughters(left, smooth, peaks, left.sum(), cfg) is None
-
-
-def test_merged_cells_need_a_deep_dip_and_are_cut_there():
-    from napari_sam2.tracking.decisions import merged_cells, two_peaks
-
-    cfg = TrackConfig(min_area=5)
-    mask, smooth, peaks = _two_blobs(second_peak=0.4, gap=14.0)  # two unlike neighbours
-    cut = two_peaks(mask, smooth, peaks)
-    assert cut.dip > cfg.merge_dip and 0.35 < cut.height_ratio < 0.45
-    pair = merged_cells(mask, smooth, peaks, cfg)
-    assert pair is not None and not (pair[0] & pair[1]).any()
-    assert ((pair[0] | pair[1]) == mask).all()
-    mask, smooth, peaks = _two_blobs(gap=8.0)  # a shallow dip (0.14): not two cells
-    assert 0 < two_peaks(mask, smooth, peaks).dip < cfg.merge_dip
-    assert merged_cells(mask, smooth, peaks, cfg) is None
-    assert merged_cells(*_two_blobs(0.4, 14.0), replace(cfg, merge_dip=1.0)) is None

@@ -8,7 +8,6 @@ model (mechanics and invariants only: random weights cannot track).
 
 from __future__ import annotations
 
-from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -23,7 +22,6 @@ from napari_sam2.modeling.config import HieraConfig, Sam2Config
 from napari_sam2.modeling.sam2 import Sam2Model
 from napari_sam2.tracking import GeneratorConfig, TrackConfig, export, track_all
 from napari_sam2.tracking.mask_generator import GeneratedMasks
-from napari_sam2.tracking.peaks import PeakPrompts
 from napari_sam2.tracking.tracker import run_tracking
 
 
@@ -262,37 +260,3 @@ def test_iter_tracking_yields_final_labels_and_the_engine_result():
         assert item.propagated is not None and item.propagated.frame == item.frame
     assert frames[2].propagated.obj_ids == (1,)  # the mother, before it divides on 3
     assert set(frames[4].propagated.obj_ids) == set(result.lineage) - {1}
-
-
-class _StillSession(OracleSession):
-    """Carries every object onto the mask it was last given (cells that do not move)."""
-
-    def propagate(self, start_frame, max_frames=1):
-        t = start_frame
-        ids = tuple(self.objects)
-        logits = np.asarray([np.where(self.objects[i], 5.0, -5.0) for i in ids], np.float32)
-        yield FrameResult(t, ids, logits, np.full(len(ids), 5.0, np.float32))
-
-
-def test_a_track_over_two_unlike_cells_is_separated_without_a_mother():
-    """Two neighbours of unlike brightness under one young track: the merged-cells rule
-    gives the other cell its own track (no parent); no division is recorded."""
-    rr, cc = np.mgrid[:40, :60]
-    frame = np.exp(-((rr - 20) ** 2 + (cc - 23) ** 2) / 18.0)
-    frame = frame + 0.4 * np.exp(-((rr - 20) ** 2 + (cc - 37) ** 2) / 18.0)
-    image = [(200 * frame).astype(np.uint8) for _ in range(4)]
-    labels = np.repeat((frame > 0.15)[None].astype(np.int32), 4, axis=0)
-    clip = SimpleNamespace(labels=labels, image=image, lineage=[])
-    session = _StillSession(clip)  # the seed covers both cells
-    empty = SimpleNamespace(generate=lambda *a, **k: GeneratedMasks(
-        np.zeros((0, 40, 60), bool), *(np.zeros(0, np.float32),) * 2,
-        np.zeros((0, 4), np.int64), np.zeros((0, 2), np.float32), np.zeros((0, 4), np.int64)))  # fmt: skip
-    cfg = TrackConfig(min_area=5, split_peaks=PeakPrompts(sigma=1.0, min_distance=3))
-    result = run_tracking(session, empty, cfg, masks=[labels[0] > 0])
-    assert result.divisions() == {}
-    assert set(result.lineage) == {1, 2} and result.lineage[2][2] == 0
-    bright, dim = result.labels[1][20, 23], result.labels[1][20, 37]
-    assert {int(bright), int(dim)} == {1, 2}
-    off = replace(cfg, merge_dip=1.0)
-    result = run_tracking(_StillSession(clip), empty, off, masks=[labels[0] > 0])
-    assert set(result.lineage) == {1}

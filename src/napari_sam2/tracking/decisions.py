@@ -43,12 +43,6 @@ Rules (all areas in pixels of the frame, all masks (H, W) bool):
   daughter of that track: the mother ends, its current mask becomes daughter
   one and the new object daughter two. When several shrunk tracks touch it,
   the one with the longest contact wins. See :func:`division_mother`.
-- **Merged cells.** A track whose mask holds two peaks with a deep dip
-  between them (at least ``merge_dip``, 0.2; within one cell the dip was
-  never above 0.15 on tuning clips) and that no division rule took covers two
-  cells: the watershed half that overlaps the track's previous-frame mask
-  most keeps the id, the other starts a new track without a mother. Off with
-  ``split_peaks=None`` or ``merge_dip=1``. See :func:`merged_cells`.
 - **Age.** No rule divides a track younger than ``division_min_age`` frames
   (counted from its first frame in the run); such a track that falls apart
   keeps its id.
@@ -61,7 +55,6 @@ Rules (all areas in pixels of the frame, all masks (H, W) bool):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage
@@ -133,7 +126,6 @@ class TrackConfig:
         does not divide again at once, and a young track that covers two cells is
         far more often a seeding error than a mitosis.
     sister_ratio: least smaller/larger ratio of the daughters' areas and peak heights.
-    merge_dip: least dip between two peaks for the merged-cells rule (1: off).
     generator: settings of the mask generator used for seeding and detection.
     """
 
@@ -154,7 +146,6 @@ class TrackConfig:
     saddle_depth: float = 0.1
     division_min_age: int = 8
     sister_ratio: float = 0.5
-    merge_dip: float = 0.2
     generator: GeneratorConfig = field(default_factory=_default_generator)
 
     def __post_init__(self) -> None:
@@ -182,7 +173,6 @@ class TrackConfig:
             "cover_fraction",
             "saddle_depth",
             "sister_ratio",
-            "merge_dip",
         ):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
@@ -243,28 +233,18 @@ def contained_daughters(
     return a, b
 
 
-class TwoPeaks(NamedTuple):
-    """A track's mask cut in two at the dip between its two brightest peaks.
-
-    ``larger``, ``smaller``: (H, W) bool watershed halves (largest first);
-    ``dip``: how far the lowest point between the peaks falls below the lower
-    peak, as a fraction of its height above the frame's median (0: no dip);
-    ``height_ratio``: lower / higher peak height, (0, 1].
-    """
-
-    larger: np.ndarray
-    smaller: np.ndarray
-    dip: float
-    height_ratio: float
-
-
-def two_peaks(track_mask: np.ndarray, smooth: np.ndarray, peaks: np.ndarray) -> TwoPeaks | None:
-    """``track_mask`` cut at the dip between the two brightest of ``peaks`` inside it.
+def peak_daughters(
+    track_mask: np.ndarray,
+    smooth: np.ndarray,
+    peaks: np.ndarray,
+    recent_area: float,
+    cfg: TrackConfig,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The two daughters of a track whose mask holds two separated peaks, else None.
 
     ``smooth``: (H, W) the frame smoothed as the peaks were found
     (:meth:`PeakPrompts.smooth`); ``peaks``: (N, 2) (row, col) peaks of the
-    whole frame, brightest first. None when fewer than two peaks lie inside
-    or the lower one is not above the median.
+    whole frame, brightest first. See the module's peak division rule.
     """
     track_mask = np.asarray(track_mask, bool)
     h, w = track_mask.shape
@@ -275,52 +255,24 @@ def two_peaks(track_mask: np.ndarray, smooth: np.ndarray, peaks: np.ndarray) -> 
         return None
     a, b = inside[0], inside[1]
     base = float(np.median(smooth))
-    low, high = sorted((float(smooth[a[0], a[1]]) - base, float(smooth[b[0], b[1]]) - base))
-    if low <= 0:
+    heights = sorted((float(smooth[a[0], a[1]]) - base, float(smooth[b[0], b[1]]) - base))
+    lower = heights[0]
+    if lower < cfg.sister_ratio * heights[1]:
         return None
-    line = np.rint(np.linspace(a, b, int(np.abs(b - a).max()) + 1)).astype(np.int64)
+    steps = int(np.abs(b - a).max()) + 1
+    line = np.rint(np.linspace(a, b, steps)).astype(np.int64)
     saddle = float(smooth[line[:, 0], line[:, 1]].min()) - base
+    if lower <= 0 or saddle > (1.0 - cfg.saddle_depth) * lower:
+        return None
     markers = np.zeros((h, w), np.int32)
     markers[a[0], a[1]], markers[b[0], b[1]] = 1, 2
     basins = watershed(-smooth, markers, mask=track_mask)
     first, second = basins == 1, basins == 2
-    if first.sum() < second.sum():
-        first, second = second, first
-    return TwoPeaks(first, second, 1.0 - saddle / low, low / high)
-
-
-def peak_daughters(
-    track_mask: np.ndarray,
-    smooth: np.ndarray,
-    peaks: np.ndarray,
-    recent_area: float,
-    cfg: TrackConfig,
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """The two daughters of a track whose mask holds two alike peaks with a dip, else None.
-
-    Arguments as for :func:`two_peaks`. See the module's peak division rule.
-    """
-    cut = two_peaks(track_mask, smooth, peaks)
-    if cut is None or cut.height_ratio < cfg.sister_ratio or cut.dip < cfg.saddle_depth:
-        return None
     floor = max(cfg.min_area, cfg.split_min_fraction * float(recent_area), 1)
-    small, large = int(cut.smaller.sum()), int(cut.larger.sum())
-    if small < floor or small < cfg.sister_ratio * large:
+    sizes = sorted((int(first.sum()), int(second.sum())))
+    if sizes[0] < floor or sizes[0] < cfg.sister_ratio * sizes[1]:
         return None
-    return cut.larger, cut.smaller
-
-
-def merged_cells(
-    track_mask: np.ndarray, smooth: np.ndarray, peaks: np.ndarray, cfg: TrackConfig
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """Two cells under one track's mask (a deep dip between two peaks), else None.
-
-    Arguments as for :func:`two_peaks`. See the module's merge rule.
-    """
-    cut = two_peaks(track_mask, smooth, peaks)
-    if cut is None or cut.dip < cfg.merge_dip or cut.smaller.sum() < max(cfg.min_area, 1):
-        return None
-    return cut.larger, cut.smaller
+    return (first, second) if first.sum() >= second.sum() else (second, first)
 
 
 def new_objects(candidates: np.ndarray, labels: np.ndarray, cfg: TrackConfig) -> list[np.ndarray]:

@@ -110,24 +110,6 @@ class _Tracker:
         self.labels[frame][mask] = tid
         return tid
 
-    def separate(self, frame: int, tid: int, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-        """Two cells under track ``tid`` on ``frame``: the half that overlaps its previous
-        mask most keeps the id (its prompt on this frame), the other starts a new track.
-        Returns the track's mask now."""
-        before = self.labels[frame - 1] == tid if frame > 0 else first
-        keep, other = (
-            (first, second)
-            if (first & before).sum() >= (second & before).sum()
-            else (
-                second,
-                first,
-            )
-        )
-        self.labels[frame][other] = 0
-        self.session.add_mask(frame, tid, keep)
-        self.start(frame, other)
-        return keep
-
     def end(self, tid: int) -> None:
         track = self.live.pop(tid)
         self.lineage[tid][1] = track.last_seen
@@ -205,12 +187,6 @@ class _Tracker:
             if pair is None and cfg.split_peaks is not None and self._may_divide(track, frame):
                 smooth, peaks = self._frame_peaks(frame)
                 pair = decisions.peak_daughters(mask, smooth, peaks, float(np.mean(recent)), cfg)
-            if pair is None and cfg.split_peaks is not None:
-                smooth, peaks = self._frame_peaks(frame)
-                merged = decisions.merged_cells(mask, smooth, peaks, cfg)
-                if merged is not None:
-                    mask = self.separate(frame, tid, *merged)
-                    area = int(mask.sum())
             if pair is not None:
                 self.divide(frame, tid, *pair)
                 continue
