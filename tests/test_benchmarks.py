@@ -40,3 +40,11 @@ def test_memory_benchmark_runs_both_engines(tmp_path):
     assert {r["engine"] for r in payload["rows"]} == {"napari-sam2", "reference"}
     assert all(r["peak_rss_mb"] > 0 for r in payload["rows"])
     assert set(payload["ratio_last_first"]) == {"napari-sam2", "reference"}
+
+
+def test_generator_benchmark_times_grid_and_peaks(tmp_path):
+    out = _load("bench_generator").main(
+        ["--model", "random", "--image-size", "64", "--frames", "1", "--repeats", "1",
+         "--json", str(tmp_path / "g.json")]
+    )  # fmt: skip
+    assert out["grid"] > 0 and out["peaks"] > 0 and (tmp_path / "g.json").exists()
