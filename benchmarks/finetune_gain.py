@@ -8,7 +8,8 @@ J&F (a centre click on every first-frame cell, forward tracking) is measured
 before and after on held-out clips of that condition and of the default one.
 Seeds: sessions from --seed, held-out clips from --seed + 10000 (never the same).
 
-    python benchmarks/finetune_gain.py --model sam2_micro_cells --steps 150 --json gain.json
+    python benchmarks/finetune_gain.py --model sam2_micro_cells --focal-alpha 0.5 \
+        --focal-gamma 0 --snr 4 --cells 12 --speed-sd 4 --json gain.json
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--default-snr", type=float, default=4.0)
     p.add_argument("--default-cells", type=int, default=12)
-    p.add_argument("--steps", type=int, default=150)
-    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--steps", type=int, default=FinetuneSettings().steps, help="(the widget's)")
+    p.add_argument("--lr", type=float, default=FinetuneSettings().lr, help="(the widget's)")
     p.add_argument("--focal-alpha", type=float, default=0.25, help="mask loss (the recipe's)")
     p.add_argument("--focal-gamma", type=float, default=2.0, help="0: cross-entropy")
     p.add_argument(

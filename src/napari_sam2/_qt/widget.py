@@ -381,7 +381,7 @@ class Sam2Widget(QWidget):
         self,
         sessions=(),
         include_current: bool = True,
-        steps: int = 200,
+        steps: int | None = None,
         freeze_image_encoder: bool | None = None,
         clip_length: int = 8,
         wait: bool = True,
@@ -391,12 +391,15 @@ class Sam2Widget(QWidget):
         Runs in a worker thread (napari stays live; ``widget.finetuner.cancel()``
         stops it). With ``wait``, returns the new checkpoint (in the model
         picker), or None if the run was cancelled. ``freeze_image_encoder``
-        None: frozen on a CPU; ``clip_length``: frames per training clip.
+        None: frozen on a CPU; ``clip_length``: frames per training clip;
+        ``steps`` None: :class:`~napari_sam2.training.finetune.FinetuneSettings`' default.
         """
         from ..training.finetune import FinetuneSettings
 
         settings = FinetuneSettings(
-            steps=steps, freeze_image_encoder=freeze_image_encoder, clip_length=clip_length
+            steps=FinetuneSettings().steps if steps is None else steps,
+            freeze_image_encoder=freeze_image_encoder,
+            clip_length=clip_length,
         )
         before = self.finetuner.last_checkpoint
         self.finetuner.start(sessions, include_current, settings, wait=wait)
