@@ -163,14 +163,9 @@ def _traccuracy(labels, rows, gt_labels, gt_lineage, write_ctc) -> dict:
     f1 = div.get("Division F1", float("nan")) if isinstance(div, dict) else float("nan")
     # traccuracy gives NaN when no division is right (precision and recall 0):
     # that is F1 0 when either side has divisions; NaN stays for "none on either side".
-    if np.isnan(f1) and (any(r[3] for r in rows) or any(_parent(r) for r in gt_lineage)):
+    if np.isnan(f1) and (any(r[3] for r in rows) or any(r.parent for r in gt_lineage)):
         f1 = 0.0
     return {"div_f1": float(f1), "CHOTA": float(found.get("CHOTA", float("nan")))}
-
-
-def _parent(row) -> int:
-    """A ground-truth lineage row's parent (rows are LineageRow objects or tuples)."""
-    return int(row.parent if hasattr(row, "parent") else row[3])
 
 
 def main(argv=None) -> int:

@@ -94,3 +94,16 @@ def test_generator_without_peaks_returns_nothing(tiny):
     found = MaskGenerator(tiny, peaks=PeakPrompts(threshold=50.0)).generate(_blobs())
     assert len(found) == 0 and found.masks.shape == (0, 100, 100)
     assert found.label_image().shape == (100, 100) and not found.label_image().any()
+
+
+def test_given_clicks_replace_the_configured_ones(tiny):
+    """A caller that found the peaks already (the tracker) passes them: same masks."""
+    image = _blobs()
+    loose = dict(pred_iou_thresh=0.0, stability_score_thresh=0.0, best_mask_only=True)
+    gen = MaskGenerator(tiny, peaks=PeakPrompts(), **loose)
+    own, given = gen.generate(image), gen.generate(image, clicks=PeakPrompts().find(image))
+    assert len(own) == len(given) > 0
+    np.testing.assert_array_equal(own.masks, given.masks)
+    grid = MaskGenerator(tiny, points_per_side=4, **loose)  # clicks override a grid too
+    one = grid.generate(image, clicks=[[20.5, 30.5]])
+    assert len(one) <= 1 and all(np.allclose(p, [20.5, 30.5]) for p in one.points)

@@ -94,10 +94,6 @@ def generator_for(clicks: str = "peaks") -> GeneratorConfig:
     raise InputError(f"clicks: must be one of {', '.join(CLICKS)}, got {clicks!r}")
 
 
-def _default_generator() -> GeneratorConfig:
-    return generator_for("peaks")
-
-
 @dataclass(frozen=True)
 class TrackConfig:
     """Settings of :func:`~napari_sam2.tracking.track_all` (see the module's rules).
@@ -148,7 +144,7 @@ class TrackConfig:
     saddle_depth: float = 0.1
     division_min_age: int = 8
     sister_ratio: float = 0.5
-    generator: GeneratorConfig = field(default_factory=_default_generator)
+    generator: GeneratorConfig = field(default_factory=generator_for)
 
     def __post_init__(self) -> None:
         if not isinstance(self.divisions, bool):
@@ -271,10 +267,12 @@ def peak_daughters(
     basins = watershed(-smooth, markers, mask=track_mask)
     first, second = basins == 1, basins == 2
     floor = max(cfg.min_area, cfg.split_min_fraction * float(recent_area), 1)
-    sizes = sorted((int(first.sum()), int(second.sum())))
-    if sizes[0] < floor or sizes[0] < cfg.sister_ratio * sizes[1]:
+    if first.sum() < second.sum():
+        first, second = second, first
+    small = int(second.sum())
+    if small < floor or small < cfg.sister_ratio * int(first.sum()):
         return None
-    return (first, second) if first.sum() >= second.sum() else (second, first)
+    return first, second
 
 
 def new_objects(candidates: np.ndarray, labels: np.ndarray, cfg: TrackConfig) -> list[np.ndarray]:

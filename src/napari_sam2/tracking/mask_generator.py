@@ -164,12 +164,15 @@ class MaskGenerator:
         image: np.ndarray,
         contrast_limits: Sequence[float] | None = None,
         channel_axis: int | None = None,
+        clicks: np.ndarray | None = None,
     ) -> GeneratedMasks:
         """All masks of ``image`` ((H, W) or (H, W, C), any dtype).
 
         8-bit RGB is scaled as the reference does; other data by
         ``contrast_limits`` or robust percentiles of the whole image (the same
-        window for every crop).
+        window for every crop). ``clicks``: (N, 2) (row, col) image pixels to
+        click instead of the configured grid or peaks (e.g. peaks already found
+        by the caller on this image).
         """
         hwc = as_channels_last(np.asarray(image), channel_axis)
         h, w = hwc.shape[:2]
@@ -179,9 +182,12 @@ class MaskGenerator:
         crops, layers = mask_ops.crop_boxes(
             (h, w), self.cfg.crop_n_layers, self.cfg.crop_overlap_ratio
         )
-        peaks = None if self.cfg.peaks is None else self.cfg.peaks.find(hwc)
+        if clicks is None and self.cfg.peaks is not None:
+            clicks = self.cfg.peaks.find(hwc)
+        if clicks is not None:
+            clicks = np.asarray(clicks, np.float32).reshape(-1, 2)
         parts = [
-            self._crop(hwc, intensity, crop, self._prompts(crop, layer, peaks))
+            self._crop(hwc, intensity, crop, self._prompts(crop, layer, clicks))
             for crop, layer in zip(crops, layers)
         ]
         found = _concat(parts, (h, w))
@@ -196,13 +202,14 @@ class MaskGenerator:
 
     # -- one crop -------------------------------------------------------------
 
-    def _prompts(self, crop, layer: int, peaks: np.ndarray | None) -> np.ndarray:
-        """(N, 2) prompt points (row, col) in the crop's pixels: its grid, or the peaks in it."""
+    def _prompts(self, crop, layer: int, clicks: np.ndarray | None) -> np.ndarray:
+        """(N, 2) prompt points (row, col) in the crop's pixels: its grid, or the clicks in it."""
         r0, c0, r1, c1 = crop
-        if peaks is None:
+        if clicks is None:
             return self._grids[layer] * np.array([r1 - r0, c1 - c0])
-        inside = (peaks[:, 0] >= r0) & (peaks[:, 0] < r1) & (peaks[:, 1] >= c0) & (peaks[:, 1] < c1)
-        return peaks[inside] - np.array([r0, c0], np.float32)
+        rows, cols = clicks[:, 0], clicks[:, 1]
+        inside = (rows >= r0) & (rows < r1) & (cols >= c0) & (cols < c1)
+        return clicks[inside] - np.array([r0, c0], np.float32)
 
     def _crop(self, hwc, intensity, crop, prompts: np.ndarray) -> dict:
         """Masks of one crop's ``prompts`` (N, 2) (row, col) crop pixels, de-duplicated.

@@ -97,7 +97,7 @@ class _Tracker:
         self.coverage_peak = 0
         self.last_detect = -1
         self.propagated = None  # the last frame's FrameResult before the rules
-        self._peaks_of = None  # (frame, smoothed frame, peaks) for the peak division rule
+        self._peaks_of = None  # (frame, finder, smoothed frame, peaks): see _frame_peaks
 
     # -- track bookkeeping -----------------------------------------------------
 
@@ -148,13 +148,13 @@ class _Tracker:
         """Whether any division rule may end ``track`` on ``frame`` (divisions on, old enough)."""
         return self.cfg.divisions and frame - track.start >= self.cfg.division_min_age
 
-    def _frame_peaks(self, frame: int) -> tuple[np.ndarray, np.ndarray]:
-        """(smoothed frame, its peaks) for the peak division rule, once per frame."""
-        if self._peaks_of is None or self._peaks_of[0] != frame:
-            finder = self.cfg.split_peaks
+    def _frame_peaks(self, frame: int, finder) -> tuple[np.ndarray, np.ndarray]:
+        """(smoothed frame, its peaks) by ``finder`` (a PeakPrompts), computed once per
+        frame: the peak division rule and the generator's clicks share them."""
+        if self._peaks_of is None or self._peaks_of[:2] != (frame, finder):
             smooth = finder.smooth(self.session.source.raw(frame))
-            self._peaks_of = (frame, smooth, finder.find_smoothed(smooth))
-        return self._peaks_of[1], self._peaks_of[2]
+            self._peaks_of = (frame, finder, smooth, finder.find_smoothed(smooth))
+        return self._peaks_of[2], self._peaks_of[3]
 
     def step(self, frame: int) -> dict[int, float]:
         """Propagate the live tracks onto ``frame`` and apply the rules."""
@@ -179,14 +179,13 @@ class _Tracker:
                 continue
             track.missing = 0
             recent = track.areas[-cfg.history :]
-            pair = (
-                decisions.split_daughters(mask, float(np.mean(recent)), cfg)
-                if self._may_divide(track, frame)
-                else None
-            )
-            if pair is None and cfg.split_peaks is not None and self._may_divide(track, frame):
-                smooth, peaks = self._frame_peaks(frame)
-                pair = decisions.peak_daughters(mask, smooth, peaks, float(np.mean(recent)), cfg)
+            pair = None
+            if self._may_divide(track, frame):
+                pair = decisions.split_daughters(mask, float(np.mean(recent)), cfg)
+                if pair is None and cfg.split_peaks is not None:
+                    smooth, peaks = self._frame_peaks(frame, cfg.split_peaks)
+                    recent_area = float(np.mean(recent))
+                    pair = decisions.peak_daughters(mask, smooth, peaks, recent_area, cfg)
             if pair is not None:
                 self.divide(frame, tid, *pair)
                 continue
@@ -208,7 +207,10 @@ class _Tracker:
         # The stack's intensity window, so detection sees frames as tracking does.
         intensity = getattr(source, "intensity", None)
         limits = None if intensity is None or intensity.is_rgb8 else intensity.limits
-        found = self.generator.generate(source.raw(frame), contrast_limits=limits)
+        clicks = None
+        if cfg.generator.peaks is not None:  # found once per frame (shared with divisions)
+            clicks = self._frame_peaks(frame, cfg.generator.peaks)[1]
+        found = self.generator.generate(source.raw(frame), contrast_limits=limits, clicks=clicks)
         order = np.argsort(-found.predicted_iou, kind="stable")
         labels = self.labels[frame]
         # Tracks seen on this frame may divide (none when cells do not divide).
