@@ -56,6 +56,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=2, help="review rounds (re-tracking between)")
     p.add_argument("--clicks", type=int, default=3, help="clicks per corrected frame at most")
     p.add_argument("--good-iou", type=float, default=0.9, help="IoU an inspection accepts")
+    p.add_argument(
+        "--clicks-only",
+        action="store_true",
+        help="never paint: a mask the clicks leave below --good-iou stays as it is",
+    )
     p.add_argument("--strategies", default=",".join(STRATEGIES), help="comma list")
     p.add_argument(
         "--weights",
@@ -131,7 +136,7 @@ def table(rows: list[dict]) -> str:
 def main(argv=None, model=None) -> dict:
     """Run the comparison; ``model``: an already loaded model instead of --model."""
     args = parse_args(argv)
-    config = LoopConfig(args.budget, args.rounds, args.clicks, args.good_iou)
+    config = LoopConfig(args.budget, args.rounds, args.clicks, args.good_iou, not args.clicks_only)
     weights = SuspicionWeights(**args.weights) if args.weights else None
     if model is None:
         model = make_model(args)

@@ -19,24 +19,30 @@ class FailingTracker:
 
     On a failure (frame, object) the mask is shifted 8 columns (IoU about 0.3)
     and the decoder's predicted IoU is ``fail_iou`` (else 0.95), unless the
-    pair was prompted: a click there makes it exact.
+    pair was prompted: a click there makes it exact, except on ``stubborn``
+    pairs, which only a mask prompt fixes.
     """
 
-    def __init__(self, gt, failures, fail_iou=0.3) -> None:
+    def __init__(self, gt, failures, fail_iou=0.3, stubborn=()) -> None:
         self.gt = gt
         self.num_frames, *hw = gt.shape
         self.frame_shape = tuple(hw)
         self.failures = set(failures)
         self.fail_iou = fail_iou
+        self.stubborn = set(stubborn)
         self.known: list[int] = []
         self.prompted: set[tuple[int, int]] = set()
+        self.painted: set[tuple[int, int]] = set()
         self.clicks = 0
+        self.masks = 0
 
     def _result(self, frame: int) -> FrameResult:
         logits, ious = [], []
         for obj in self.known:
             mask = self.gt[frame] == obj
-            bad = (frame, obj) in self.failures and (frame, obj) not in self.prompted
+            key = (frame, obj)
+            fixed = key in self.painted or (key in self.prompted and key not in self.stubborn)
+            bad = key in self.failures and not fixed
             if bad:
                 mask = np.roll(mask, 8, axis=1)
             logits.append(np.where(mask, 5.0, -5.0))
@@ -56,6 +62,12 @@ class FailingTracker:
         if obj_id not in self.known:
             self.known.append(obj_id)
         self.prompted.add((frame, obj_id))
+        return self._result(frame)
+
+    def add_mask(self, frame, obj_id, mask):
+        self.masks += 1
+        assert np.array_equal(mask, self.gt[frame] == obj_id)  # the annotator paints the truth
+        self.painted.add((frame, obj_id))
         return self._result(frame)
 
     def propagate(self, start_frame=None, reverse=False, max_frames=None):
@@ -110,6 +122,27 @@ def test_oracle_reads_the_ground_truth():
     oracle = review_loop(FailingTracker(gt, FAILURES, fail_iou=0.95), gt, "oracle")
     assert oracle.rounds[-1].corrected == 4 and oracle.final_jf == pytest.approx(1.0)
     assert guided.final_jf <= oracle.final_jf
+
+
+def test_a_mask_the_clicks_cannot_fix_is_painted():
+    gt = _gt()
+    stubborn = {(7, 2), (17, 2)}
+    session = FailingTracker(gt, FAILURES, stubborn=stubborn)
+    r = review_loop(session, gt, "guided", LoopConfig(budget=0.1, rounds=2, clicks_per_frame=2))
+    assert r.final_jf == pytest.approx(1.0)
+    # 2 first-frame clicks; 4 corrections: 1 click on each easy one, 2 clicks and
+    # a painted mask on each stubborn one.
+    e = r.effort
+    assert (e.clicks, e.mask_edits) == (2 + 2 * 1 + 2 * 2, 2) == (session.clicks, session.masks)
+    assert e.edited_frames == 6
+    # Clicks only (the protocol before painting): the stubborn pairs stay wrong.
+    session = FailingTracker(gt, FAILURES, stubborn=stubborn)
+    config = LoopConfig(budget=0.1, rounds=2, clicks_per_frame=2, paint=False)
+    clicks_only = review_loop(session, gt, "guided", config)
+    assert clicks_only.effort.mask_edits == 0 == session.masks
+    assert clicks_only.final_jf < r.final_jf
+    with pytest.raises(InputError, match="paint"):
+        LoopConfig(paint="yes")
 
 
 def test_uniform_frames_spread_every_prefix():

@@ -76,6 +76,19 @@ def test_disagreement_with_the_other_direction():
     assert s.disagreement is None
 
 
+def test_overlap_is_the_share_of_a_mask_other_objects_claim_too():
+    shape = (40, 60)
+    a = _disk(shape, (20, 15), 6)
+    b = _disk(shape, (20, 45), 6)  # apart from a
+    lost = _disk(shape, (20, 47), 5)  # an object that latched onto b's cell
+    sa, sb, sl = object_signals(_result(0, [a, b, lost]))[0]
+    assert sa.overlap == 0.0
+    assert sl.overlap == pytest.approx((lost & b).sum() / lost.sum()) and sl.overlap > 0.8
+    assert sb.overlap == pytest.approx((lost & b).sum() / b.sum())
+    empty = object_signals(_result(0, [a, np.zeros(shape, bool)]))[0]
+    assert [s.overlap for s in empty] == [0.0, 0.0]
+
+
 def test_nan_model_scores_are_missing_signals():
     a = _disk((20, 20), (10, 10), 3)
     (s,), _ = object_signals(_result(0, [a], ious=[np.nan], stability=[np.nan]))
@@ -98,8 +111,9 @@ def test_score_is_the_documented_noisy_or():
         components=2,
         largest_share=0.75,
         disagreement=0.1,
+        overlap=0.4,
     )
-    w = SuspicionWeights()
+    w = SuspicionWeights(1.0, 0.5, 1.0, 0.8, 0.8, 1.0, 1.0, 0.5)
     r = risks(s)
     assert r == pytest.approx(
         {
@@ -110,9 +124,11 @@ def test_score_is_the_documented_noisy_or():
             "centroid_jump": 1.0,
             "fragmentation": 0.25,
             "disagreement": 0.1,
+            "overlap": 0.4,
         }
     )
     keep = (1 - 0.2) * (1 - 0.5) * (1 - 0.1) * (1 - 0.8 * 0.5) * (1 - 0.8) * (1 - 0.25) * 0.9
+    keep *= 1 - 0.5 * 0.4
     assert suspicion(s, w) == pytest.approx(1 - keep)
 
 

@@ -69,7 +69,8 @@ class ReviewPanel(QGroupBox):
         self.table.setMaximumHeight(130)
         self.table.setToolTip(
             "Masks that tracking probably got wrong, each object's worst first (the model's own "
-            "confidence, jumps in size or place, fragments, forward/backward disagreement)"
+            "confidence, jumps in size or place, fragments, forward/backward disagreement, a mask "
+            "another object claims too)"
         )
         self.previous = QPushButton(f"Previous ({PREVIOUS_KEY})")
         self.next = QPushButton(f"Next ({NEXT_KEY})")

@@ -5,11 +5,16 @@ deepest point of the larger error region, one at a time) works a clip in the
 SAM 2 paper's data-engine way:
 
 1. **Initial annotation**: clicks on each object's first frame (up to
-   ``clicks_per_frame``), then tracking over the whole clip.
+   ``clicks_per_frame``, then painted if they fall short, as below), then
+   tracking over the whole clip.
 2. **Review**, in ``rounds`` rounds: the annotator inspects ``budget`` (a
    fraction) of all (frame, object) pairs in total, split evenly over the rounds.
    An inspected mask with IoU below ``good_iou`` is corrected with clicks; one
-   at or above it is accepted as is. After each round tracking is re-run, and
+   at or above it is accepted as is. When the clicks (at most
+   ``clicks_per_frame``) leave it below ``good_iou``, the annotator paints the
+   mask (``paint``, a mask edit: the true mask as the prompt), as one would
+   rather than leave a bad mask to condition tracking; ``paint=False`` keeps
+   whatever the clicks gave (the protocol before 2026-12-03). After each round tracking is re-run, and
    the next round sees the new masks. Which pairs get inspected is the
    *strategy*:
 
@@ -42,8 +47,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..evaluation.interactive import _check_gt, _click, first_frames, iou_table, object_ids
-from ..evaluation.metrics import jf_scores
-from .effort import Click, EffortLog, EffortStats
+from ..evaluation.metrics import jaccard, jf_scores
+from .effort import Click, EffortLog, EffortStats, MaskEdit
 from .queue import ReviewQueue
 from .score import SuspicionWeights
 from .signals import ObjectSignals
@@ -69,6 +74,7 @@ class LoopConfig:
     rounds: int = 2
     clicks_per_frame: int = 3
     good_iou: float = 0.9
+    paint: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 < self.budget <= 1.0:
@@ -79,6 +85,8 @@ class LoopConfig:
             raise InputError(f"clicks_per_frame: must be >= 1, got {self.clicks_per_frame!r}")
         if not 0.0 < self.good_iou <= 1.0:
             raise InputError(f"good_iou: must be in (0, 1], got {self.good_iou}")
+        if not isinstance(self.paint, bool):
+            raise InputError(f"paint: must be True or False, got {self.paint!r}")
 
 
 @dataclass(frozen=True)
@@ -177,6 +185,13 @@ class _Annotator:
         )
         for _ in range(n):  # the click positions are not needed for the counts
             self.log.add(Click(self._tick(), frame, obj, 0.0, 0.0))
+        truth = self.gt[frame] == obj
+        if n and self.cfg.paint and jaccard(self.labels[frame] == obj, truth) < self.cfg.good_iou:
+            # The clicks did not get there: the annotator paints the mask instead of
+            # leaving a bad one to condition tracking (a mask edit).
+            changed = int(((self.labels[frame] == obj) != truth).sum())
+            self.labels[frame] = self.session.add_mask(frame, obj, truth).label_image()
+            self.log.add(MaskEdit(self._tick(), frame, obj, changed))
         if n:
             self.prompted.add((frame, obj))
             self.queue.corrected(frame, obj)

@@ -15,6 +15,8 @@ centroid jump d    ``min(1, d / move_scale)`` (d in mask diameters)
 fragmentation      ``1 - largest_share`` (the share of the mask outside
                    its largest connected piece)
 disagreement g     ``g`` (``1 - IoU`` of the forward and backward masks)
+overlap o          ``o`` (the share of the mask other objects' masks claim
+                   too: a lost object latched onto a neighbour)
 =================  ======================================================
 
 and the risks are combined as a weighted noisy-OR::
@@ -24,7 +26,8 @@ and the risks are combined as a weighted noisy-OR::
 over the signals that exist for that (frame, object) (a missing one counts as
 no risk). So one strong signal is enough to rank a mask high, several weak ones
 add up, and the score stays in [0, 1] for weights in [0, 1]. The weights are
-:class:`SuspicionWeights`; their defaults are a first guess, not fitted.
+:class:`SuspicionWeights`; their defaults were fitted to true errors on
+synthetic clips (docs/review.md).
 """
 
 from __future__ import annotations
@@ -42,13 +45,16 @@ __all__ = ["SuspicionWeights", "risks", "suspicion"]
 class SuspicionWeights:
     """Weights in [0, 1] of each risk in the noisy-OR, and the centroid-jump scale (diameters)."""
 
-    predicted_iou: float = 1.0
+    # Fitted (benchmarks/fit_suspicion.py, seeds 940000-940003, bundled model):
+    # docs/review.md.
+    predicted_iou: float = 0.5
     object_score: float = 0.5
     stability: float = 1.0
-    area_jump: float = 0.8
-    centroid_jump: float = 0.8
-    fragmentation: float = 1.0
+    area_jump: float = 0.5
+    centroid_jump: float = 0.0
+    fragmentation: float = 0.5
     disagreement: float = 1.0
+    overlap: float = 1.0
     move_scale: float = 1.0
 
     def __post_init__(self) -> None:
@@ -82,6 +88,7 @@ def risks(s: ObjectSignals, move_scale: float = 1.0) -> dict[str, float]:
     out["fragmentation"] = _clip(1.0 - s.largest_share)
     if s.disagreement is not None:
         out["disagreement"] = _clip(s.disagreement)
+    out["overlap"] = _clip(s.overlap)
     return out
 
 

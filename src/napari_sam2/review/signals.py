@@ -45,6 +45,9 @@ class ObjectSignals:
         largest_share: the largest component's share of the area, [0, 1] (1 when empty).
         disagreement: 1 - IoU of this mask with the other direction's mask on the
             same frame, where a pass in the other direction exists.
+        overlap: the share of this mask that other objects' masks also claim,
+            [0, 1] (0 when empty): a tracked object that lost its cell and
+            latched onto a neighbour's sits under that neighbour's mask.
     """
 
     frame: int
@@ -58,6 +61,7 @@ class ObjectSignals:
     components: int = 0
     largest_share: float = 1.0
     disagreement: float | None = None
+    overlap: float = 0.0
 
 
 _EIGHT = np.ones((3, 3), bool)
@@ -93,6 +97,28 @@ def _jumps(shape: MaskShape, prev: MaskShape | None) -> tuple[float | None, floa
     return area_jump, dist / diameter
 
 
+def _overlaps(masks) -> list[float]:
+    """For each ``(rows, cols, mask)`` crop (slices into the frame, boolean crop),
+    the share of its pixels that any other crop's mask also covers."""
+    out = []
+    for i, (ri, ci, mi) in enumerate(masks):
+        area = int(mi.sum())
+        if area == 0:
+            out.append(0.0)
+            continue
+        covered = np.zeros_like(mi)
+        for j, (rj, cj, mj) in enumerate(masks):
+            r0, r1 = max(ri.start, rj.start), min(ri.stop, rj.stop)
+            c0, c1 = max(ci.start, cj.start), min(ci.stop, cj.stop)
+            if j == i or r0 >= r1 or c0 >= c1:  # the crops do not meet
+                continue
+            here = (slice(r0 - ri.start, r1 - ri.start), slice(c0 - ci.start, c1 - ci.start))
+            there = (slice(r0 - rj.start, r1 - rj.start), slice(c0 - cj.start, c1 - cj.start))
+            covered[here] |= mj[there]
+        out.append(float((mi & covered).sum() / area))
+    return out
+
+
 def _finite(values, i: int) -> float | None:
     if values is None:
         return None
@@ -120,10 +146,14 @@ def object_signals(
         ids, counts = np.unique(other_labels, return_counts=True)
         other_area = dict(zip(ids.tolist(), counts.tolist(), strict=True))
     signals, shapes = [], {}
-    for i, obj in enumerate(result.obj_ids):
-        # Only the crop where the object can be is upsampled (FrameResult.object_logits).
+    # Only the crop where an object can be is upsampled (FrameResult.object_logits).
+    crops = []
+    for i in range(len(result.obj_ids)):
         rows, cols, crop = result.object_logits(i)
-        mask = crop > 0
+        crops.append((rows, cols, crop > 0))
+    overlaps = _overlaps(crops)
+    for i, obj in enumerate(result.obj_ids):
+        rows, cols, mask = crops[i]
         shape = mask_shape(mask, (rows.start, cols.start))
         shapes[obj] = shape
         area_jump, centroid_jump = _jumps(shape, previous.get(obj))
@@ -146,6 +176,7 @@ def object_signals(
                 components=n,
                 largest_share=share,
                 disagreement=disagreement,
+                overlap=overlaps[i],
             )
         )
     return signals, shapes
