@@ -159,3 +159,76 @@ def test_peak_division_needs_two_alike_peaks_with_a_dip():
     # Peaks outside the track do not count.
     left = mask & (np.arange(60)[None, :] < 30)
     assert peak_daughters(left, smooth, peaks, left.sum(), cfg) is None
+
+
+def test_split_into_a_cell_and_an_unlike_piece_is_not_a_division():
+    # both parts pass the split floor, but one is under half the other (sister ratio)
+    mask = disc((32, 18), 10) | disc((32, 48), 6)
+    assert decisions.split_daughters(mask, recent_area=430, cfg=CFG) is None
+    alike = disc((32, 18), 8) | disc((32, 48), 7)
+    assert decisions.split_daughters(alike, recent_area=400, cfg=CFG) is not None
+
+
+def test_mask_aspect_is_one_for_a_disc_and_about_two_for_touching_discs():
+    assert decisions.mask_aspect(disc((32, 32), 10)) == pytest.approx(1.0, abs=0.01)
+    peanut = disc((32, 25), 7) | disc((32, 39), 7)
+    assert 1.9 < decisions.mask_aspect(peanut) < 2.5
+    line = np.zeros((64, 64), bool)
+    line[10, 5:45] = True
+    assert np.isfinite(decisions.mask_aspect(line)) and decisions.mask_aspect(line) > 10
+    assert np.isnan(decisions.mask_aspect(np.zeros((8, 8), bool)))
+
+
+def test_shape_division_splits_a_round_track_that_became_a_peanut_at_its_waist():
+    left, right = disc((32, 25), 7), disc((32, 39), 7)
+    peanut = left | right
+    area = float(disc((32, 32), 10).sum())  # the rounded mother's area, about the same
+    pair = decisions.shape_daughters(peanut, recent_area=area, cfg=CFG)
+    assert pair is not None
+    a, b = pair
+    assert not (a & b).any() and (a | b).sum() == peanut.sum()
+    # each daughter is one of the two discs (the cut runs through the waist)
+    for part in (a, b):
+        best = max((part & d).sum() / (part | d).sum() for d in (left, right))
+        assert best > 0.9
+    # the same split along a slanted axis
+    slanted = disc((22, 22), 7) | disc((32, 32), 7)
+    assert decisions.shape_daughters(slanted, area, CFG) is not None
+
+
+def test_shape_division_needs_an_elongated_mask_of_kept_area():
+    peanut = disc((32, 25), 7) | disc((32, 39), 7)
+    area = float(peanut.sum())
+    # a round mask is no division
+    assert decisions.shape_daughters(disc((32, 32), 10), area, CFG) is None
+    # the mask doubled (it grew onto a neighbour) or halved: no division
+    assert decisions.shape_daughters(peanut, area / 2, CFG) is None
+    assert decisions.shape_daughters(peanut, area * 2, CFG) is None
+    # a cell with a thin tail (a leak): elongated; cut through the centroid, its
+    # halves are 219 and 120 pixels, sisters at a ratio of 0.5 but not of 0.6
+    tailed = np.zeros((64, 96), bool)
+    tailed[:, :64] = disc((32, 20), 9)
+    tailed[31:34, 28:58] = True
+    assert decisions.mask_aspect(tailed) > CFG.elongated_aspect
+    area = float(tailed.sum())
+    assert decisions.shape_daughters(tailed, area, replace(CFG, sister_ratio=0.6)) is None
+    pair = decisions.shape_daughters(tailed, area, replace(CFG, sister_ratio=0.5))
+    assert pair is not None and sorted(int(m.sum()) for m in pair) == [120, 219]
+    # the thresholds are settings
+    strict = replace(CFG, elongated_aspect=3.0)
+    assert decisions.shape_daughters(peanut, area, strict) is None
+    with pytest.raises(InputError, match="round_aspect"):
+        TrackConfig(round_aspect=0.9)
+    with pytest.raises(InputError, match="elongated_aspect"):
+        TrackConfig(elongated_aspect="2")
+
+
+def test_only_an_old_enough_round_track_may_divide():
+    cfg = TrackConfig(division_min_age=8, round_aspect=1.3, history=3)
+    assert decisions.may_divide(8, [1.05, 1.1, 1.2], cfg)
+    assert not decisions.may_divide(7, [1.05, 1.1, 1.2], cfg)  # too young
+    assert not decisions.may_divide(20, [1.6, 1.5, 1.4], cfg)  # elongated: two cells, or a leak
+    assert decisions.may_divide(20, [float("nan"), 1.1], cfg)  # NaN (no pixels) is skipped
+    assert not decisions.may_divide(20, [], cfg) and not decisions.may_divide(20, [np.nan], cfg)
+    assert not decisions.may_divide(20, [1.0], replace(cfg, divisions=False))
+    assert decisions.may_divide(20, [1.6], replace(cfg, round_aspect=2.0))  # bar-shaped nuclei

@@ -167,16 +167,69 @@ def test_appearance_next_to_shrunk_track_is_a_division():
     assert len(daughters) == 2 and {result.lineage[d][0] for d in daughters} == {2}
 
 
+def _released(result, gt, frame):
+    """Track 1 follows one of the two halves on ``frame``; another track, with no
+    mother, the other half."""
+    halves = [gt[frame] == 2, gt[frame] == 3]
+    mine = [int(((result.labels[frame] == 1) & h).sum()) for h in halves]
+    assert sorted(mine)[0] == 0 and sorted(mine)[1] > 0
+    other = halves[mine.index(0)]
+    ids, counts = np.unique(result.labels[frame][other], return_counts=True)
+    new = int(ids[np.argmax(counts)])
+    assert new not in (0, 1) and result.lineage[new][2] == 0
+
+
 def test_a_track_younger_than_division_min_age_keeps_its_id_when_it_splits():
     c = _split_clip()  # splits on frame 3
     young = TrackConfig(detect_every=100, min_area=5, division_min_age=4)
-    result = run_tracking(OracleSession(c), OracleGenerator(c), young)
+    session = OracleSession(c)
+    result = run_tracking(session, OracleGenerator(c), young)
     assert result.divisions() == {} and result.lineage[1] == (0, 5, 0)
+    # It keeps the larger half (re-prompted with it); the other is found as a new cell.
+    _released(result, c.labels, 5)
     old_enough = TrackConfig(detect_every=100, min_area=5, division_min_age=3)
     result = run_tracking(OracleSession(c), OracleGenerator(c), old_enough)
     assert len(result.divisions()[1]) == 2
     with pytest.raises(InputError, match="^division_min_age:"):
         TrackConfig(division_min_age=-1)
+
+
+def test_an_elongated_track_that_splits_is_two_cells_not_a_division():
+    """Round-mother rule: a track that covered two cells (an elongated mask) falls
+    apart; it keeps one, the other becomes a track of its own, no lineage link."""
+    labels = np.zeros((6, 40, 60), np.int32)
+    yy, xx = np.mgrid[:40, :60]
+    for t in range(6):
+        gap = 0 if t < 3 else 2 * t  # two cells side by side, then drifting apart
+        labels[t][(yy - 20) ** 2 + (xx - 22 + gap) ** 2 <= 36] = 2
+        labels[t][(yy - 20) ** 2 + (xx - 34 - gap) ** 2 <= 36] = 3
+    first = labels[0] > 0  # the seed covers both: one elongated track
+    rows = [SimpleNamespace(label=i, parent=0) for i in (2, 3)]
+    c = SimpleNamespace(labels=labels, image=[f.astype(np.uint8) for f in labels], lineage=rows)
+
+    class Session(OracleSession):  # follows its two cells as one until re-prompted
+        def propagate(self, start_frame, max_frames=1):
+            t = start_frame
+            for obj_id, prev in self.objects.items():
+                ids = [i for i in np.unique(self.gt[t - 1][prev]) if i]
+                self.objects[obj_id] = np.isin(self.gt[t], ids)
+            logits = [np.where(m, 5.0, -5.0) for m in self.objects.values()]
+            scores = [5.0 if m.any() else -5.0 for m in self.objects.values()]
+            yield FrameResult(
+                t,
+                tuple(self.objects),
+                np.asarray(logits, np.float32),
+                np.asarray(scores, np.float32),
+            )
+
+    cfg = TrackConfig(detect_every=100, min_area=5, division_min_age=0)
+    result = run_tracking(Session(c), OracleGenerator(c), cfg, masks=[first])
+    assert result.divisions() == {}
+    _released(result, labels, 5)
+    # The same split from a round track is a division.
+    loose = TrackConfig(detect_every=100, min_area=5, division_min_age=0, round_aspect=3.0)
+    result = run_tracking(Session(c), OracleGenerator(c), loose, masks=[first])
+    assert len(result.divisions()[1]) == 2
 
 
 def test_without_divisions_a_split_keeps_its_id_and_an_appearance_is_a_new_track():

@@ -10,9 +10,11 @@ Rules (all areas in pixels of the frame, all masks (H, W) bool):
   which upsamples each track only where it can be > 0.
 - **Split division.** A track whose (occupancy-resolved) mask falls into two
   or more 8-connected components, each at least
-  ``max(min_area, split_min_fraction * recent_area)`` pixels, has divided: the
+  ``max(min_area, split_min_fraction * recent_area)`` pixels, the smaller of
+  the two largest at least ``sister_ratio`` of the larger, has divided: the
   mother ends on the previous frame and the two largest components start two
-  daughter tracks with the mother as parent. Smaller fragments are dropped.
+  daughter tracks with the mother as parent. Smaller fragments are dropped
+  (a cell with a small fragment, e.g. a leak onto a neighbour, is no division).
   See :func:`split_daughters`.
 - **Cover division.** When the generator finds two disjoint masks, each at
   least ``inside`` (0.8) within one track's mask and each at least the split
@@ -32,6 +34,14 @@ Rules (all areas in pixels of the frame, all masks (H, W) bool):
   least ``sister_ratio`` of the brighter one's height (both above the median);
   two unlike halves are more often a cell with a lumpy texture, or two
   neighbours under one mask, than a division. See :func:`peak_daughters`.
+- **Shape division.** A mitotic cell rounds up, then splits into two
+  touching daughters that one propagated mask often covers as a peanut. A
+  track (old and round enough, below) that is now elongated (major/minor
+  axis ratio at least ``elongated_aspect``) while its area stayed within
+  ``shrink_ratio`` of its recent mean (either way: a mask that grew onto a
+  neighbour, or lost half its cell, is no division) has divided: a cut
+  across its long axis through its centroid gives the daughters, which must
+  pass the sister area ratio and the split floor. See :func:`shape_daughters`.
 - **New cells.** A generator mask is new when its area lies in
   ``[min_area, max_area_fraction * H * W]`` and at most ``new_overlap`` of it
   is already labelled; its unlabelled pixels (largest component, at least
@@ -46,6 +56,14 @@ Rules (all areas in pixels of the frame, all masks (H, W) bool):
 - **Age.** No rule divides a track younger than ``division_min_age`` frames
   (counted from its first frame in the run); such a track that falls apart
   keeps its id.
+- **Round mother.** Cells round up before they divide (mitotic rounding), so
+  no rule divides a track whose mask was elongated: its mean major/minor axis
+  ratio over its last ``history`` frames before this one must be at most
+  ``round_aspect``. A track that covers two cells, or a cell and a leak onto a
+  neighbour, is elongated, and its falling apart is the commonest false
+  division (docs/tracking.md). Nuclei whose metaphase plate is a bar can be
+  elongated before dividing: raise ``round_aspect`` for them. See
+  :func:`may_divide`.
 - **Ends.** A track ends after ``end_after`` consecutive frames without
   pixels (negative object score, or all its pixels taken by others); its end
   frame is the last frame with pixels. A cell seen again later is a new
@@ -122,6 +140,10 @@ class TrackConfig:
         does not divide again at once, and a young track that covers two cells is
         far more often a seeding error than a mitosis.
     sister_ratio: least smaller/larger ratio of the daughters' areas and peak heights.
+    round_aspect: largest recent mean major/minor axis ratio of a track that
+        may divide (a rounded-up mitotic cell; 1 is a disc).
+    elongated_aspect: least major/minor axis ratio of a track's mask for the
+        shape rule (two touching daughters under one mask: about 2).
     generator: settings of the mask generator used for seeding and detection.
     """
 
@@ -144,6 +166,8 @@ class TrackConfig:
     saddle_depth: float = 0.1
     division_min_age: int = 8
     sister_ratio: float = 0.5
+    round_aspect: float = 1.3
+    elongated_aspect: float = 1.7
     generator: GeneratorConfig = field(default_factory=generator_for)
 
     def __post_init__(self) -> None:
@@ -161,6 +185,10 @@ class TrackConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
                 raise InputError(f"{name}: must be an integer >= 0, got {value!r}")
+        for name in ("round_aspect", "elongated_aspect"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1.0:
+                raise InputError(f"{name}: must be a number >= 1 (an axis ratio), got {value!r}")
         for name in (
             "coverage_drop",
             "max_area_fraction",
@@ -194,6 +222,8 @@ def split_daughters(
     floor = max(cfg.min_area, cfg.split_min_fraction * float(recent_area), 1)
     parts = components(mask, int(np.ceil(floor)))
     if len(parts) < 2:
+        return None
+    if parts[1].sum() < cfg.sister_ratio * parts[0].sum():  # a cell and a fragment
         return None
     return parts[0], parts[1]
 
@@ -266,6 +296,72 @@ def peak_daughters(
     markers[a[0], a[1]], markers[b[0], b[1]] = 1, 2
     basins = watershed(-smooth, markers, mask=track_mask)
     first, second = basins == 1, basins == 2
+    floor = max(cfg.min_area, cfg.split_min_fraction * float(recent_area), 1)
+    if first.sum() < second.sum():
+        first, second = second, first
+    small = int(second.sum())
+    if small < floor or small < cfg.sister_ratio * int(first.sum()):
+        return None
+    return first, second
+
+
+def _axes(rows: np.ndarray, cols: np.ndarray) -> tuple[float, np.ndarray]:
+    """(major/minor axis ratio, unit (row, col) vector of the major axis) of pixels,
+    from their second moments (at least 3 pixels)."""
+    values, vectors = np.linalg.eigh(np.cov(np.stack([rows, cols]).astype(np.float64)))
+    # a one-pixel-wide line has a minor variance ~ 0: its ratio is large, not infinite
+    return float(np.sqrt(values[1] / max(values[0], 1.0 / 12.0))), vectors[:, 1]
+
+
+def mask_aspect(mask: np.ndarray) -> float:
+    """Major/minor axis ratio of a mask's pixels (from their second moments);
+    1 for a disc, about 2 for two touching discs; NaN below 3 pixels."""
+    rows, cols = np.nonzero(mask)
+    return float("nan") if rows.size < 3 else _axes(rows, cols)[0]
+
+
+def may_divide(age: int, recent_aspects, cfg: TrackConfig) -> bool:
+    """Whether any division rule may end a track (the age and round-mother rules).
+
+    ``age``: frames since the track started in this run; ``recent_aspects``:
+    its mask's major/minor axis ratios (:func:`mask_aspect`) on its last
+    frames before this one (NaN entries are skipped).
+    """
+    if not cfg.divisions or age < cfg.division_min_age:
+        return False
+    finite = [float(a) for a in recent_aspects if np.isfinite(a)]
+    return bool(finite) and float(np.mean(finite)) <= cfg.round_aspect
+
+
+def shape_daughters(
+    track_mask: np.ndarray, recent_area: float, cfg: TrackConfig
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The two daughters of a track whose mask turned into a peanut, else None.
+
+    ``recent_area``: the track's mean area (pixels) over its last frames. The
+    track having been round is :func:`may_divide`'s to check. See the
+    module's shape division rule.
+    """
+    track_mask = np.asarray(track_mask, bool)
+    area = int(track_mask.sum())
+    if area == 0:
+        return None
+    if not cfg.shrink_ratio * recent_area <= area <= recent_area / max(cfg.shrink_ratio, 1e-9):
+        return None
+    rows, cols = np.nonzero(track_mask)
+    if rows.size < 3:
+        return None
+    aspect, axis = _axes(rows, cols)
+    if aspect < cfg.elongated_aspect:
+        return None
+    # Cut across the long axis through the centroid: the waist of a peanut, and
+    # halves of about equal size even where the mask covers one daughter and a
+    # part of the other (a watershed from points on the axis was lopsided there).
+    along = (rows - rows.mean()) * axis[0] + (cols - cols.mean()) * axis[1]
+    first = np.zeros(track_mask.shape, bool)
+    second = np.zeros(track_mask.shape, bool)
+    first[rows[along > 0], cols[along > 0]] = True
+    second[rows[along <= 0], cols[along <= 0]] = True
     floor = max(cfg.min_area, cfg.split_min_fraction * float(recent_area), 1)
     if first.sum() < second.sum():
         first, second = second, first

@@ -83,6 +83,7 @@ class _Track:
     last_seen: int = -1
     missing: int = 0
     areas: list[int] = field(default_factory=list)
+    aspects: list[float] = field(default_factory=list)  # major/minor axis ratio per frame
 
 
 class _Tracker:
@@ -105,7 +106,9 @@ class _Tracker:
         tid = self.next_id
         self.next_id += 1
         self.session.add_mask(frame, tid, mask)
-        self.live[tid] = _Track(tid, frame, parent, frame, 0, [int(mask.sum())])
+        self.live[tid] = _Track(
+            tid, frame, parent, frame, 0, [int(mask.sum())], [decisions.mask_aspect(mask)]
+        )
         self.lineage[tid] = [frame, frame, parent]
         self.labels[frame][mask] = tid
         return tid
@@ -124,6 +127,14 @@ class _Tracker:
         for mask in (first, second):
             self.start(frame, mask & (self.labels[frame] == 0), parent=mother)
 
+    def release(self, frame: int, tid: int, mask: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        """Track ``tid`` keeps only ``keep`` of its ``mask`` on ``frame``: the rest is
+        unlabelled (detection may start a cell there) and the track is re-prompted
+        with ``keep``, so its memory follows one cell. Returns ``keep``."""
+        self.labels[frame][mask & ~keep] = 0
+        self.session.add_mask(frame, tid, keep)
+        return keep
+
     # -- per frame -------------------------------------------------------------
 
     def seed(self, frame: int, points, masks) -> None:
@@ -139,14 +150,17 @@ class _Tracker:
             self.next_id += 1
             mine = result.object_mask(result.obj_ids.index(tid))
             mine &= self.labels[frame] == 0
-            self.live[tid] = _Track(tid, frame, 0, frame, 0, [int(mine.sum())])
+            self.live[tid] = _Track(
+                tid, frame, 0, frame, 0, [int(mine.sum())], [decisions.mask_aspect(mine)]
+            )
             self.lineage[tid] = [frame, frame, 0]
             self.labels[frame][mine] = tid
         self.detect(frame)
 
-    def _may_divide(self, track: _Track, frame: int) -> bool:
-        """Whether any division rule may end ``track`` on ``frame`` (divisions on, old enough)."""
-        return self.cfg.divisions and frame - track.start >= self.cfg.division_min_age
+    def _may_divide(self, track: _Track, frame: int, before: list[float]) -> bool:
+        """Whether any division rule may end ``track`` on ``frame``; ``before``: its
+        axis ratios on its frames before this one (see :func:`decisions.may_divide`)."""
+        return decisions.may_divide(frame - track.start, before[-self.cfg.history :], self.cfg)
 
     def _frame_peaks(self, frame: int, finder) -> tuple[np.ndarray, np.ndarray]:
         """(smoothed frame, its peaks) by ``finder`` (a PeakPrompts), computed once per
@@ -179,18 +193,25 @@ class _Tracker:
                 continue
             track.missing = 0
             recent = track.areas[-cfg.history :]
-            pair = None
-            if self._may_divide(track, frame):
-                pair = decisions.split_daughters(mask, float(np.mean(recent)), cfg)
+            recent_area = float(np.mean(recent))
+            may_divide = self._may_divide(track, frame, track.aspects)
+            pair = decisions.split_daughters(mask, recent_area, cfg) if cfg.divisions else None
+            if pair is not None and not may_divide:
+                # Two cells under one track, not a mitosis: it keeps the larger piece.
+                mask = self.release(frame, tid, mask, pair[0])
+                area, pair = int(mask.sum()), None
+            elif may_divide:
                 if pair is None and cfg.split_peaks is not None:
                     smooth, peaks = self._frame_peaks(frame, cfg.split_peaks)
-                    recent_area = float(np.mean(recent))
                     pair = decisions.peak_daughters(mask, smooth, peaks, recent_area, cfg)
+                if pair is None:
+                    pair = decisions.shape_daughters(mask, recent_area, cfg)
             if pair is not None:
                 self.divide(frame, tid, *pair)
                 continue
             track.last_seen = frame
             track.areas.append(area)
+            track.aspects.append(decisions.mask_aspect(mask))
             ratio = cfg.shrink_ratio
             changed |= decisions.shrunk(area, recent, ratio) or area * ratio > np.mean(recent)
         coverage = int((self.labels[frame] > 0).sum())
@@ -217,7 +238,7 @@ class _Tracker:
         seen = [
             t
             for t, tr in self.live.items()
-            if tr.last_seen == frame and self._may_divide(tr, frame)
+            if tr.last_seen == frame and self._may_divide(tr, frame, tr.aspects[:-1])
         ]
         shrunk = {
             tid
