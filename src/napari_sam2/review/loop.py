@@ -14,8 +14,8 @@ SAM 2 paper's data-engine way:
    ``clicks_per_frame``) leave it below ``good_iou``, the annotator paints the
    mask (``paint``, a mask edit: the true mask as the prompt), as one would
    rather than leave a bad mask to condition tracking; ``paint=False`` keeps
-   whatever the clicks gave (the protocol before 2026-12-03). After each round tracking is re-run, and
-   the next round sees the new masks. Which pairs get inspected is the
+   whatever the clicks gave (the protocol before 2026-12-03). After each round
+   tracking is re-run, and the next round sees the new masks. Which pairs get inspected is the
    *strategy*:
 
    * ``"guided"``: a round of the :class:`~napari_sam2.review.queue.ReviewQueue`
@@ -185,13 +185,13 @@ class _Annotator:
         )
         for _ in range(n):  # the click positions are not needed for the counts
             self.log.add(Click(self._tick(), frame, obj, 0.0, 0.0))
-        truth = self.gt[frame] == obj
-        if n and self.cfg.paint and jaccard(self.labels[frame] == obj, truth) < self.cfg.good_iou:
-            # The clicks did not get there: the annotator paints the mask instead of
-            # leaving a bad one to condition tracking (a mask edit).
-            changed = int(((self.labels[frame] == obj) != truth).sum())
-            self.labels[frame] = self.session.add_mask(frame, obj, truth).label_image()
-            self.log.add(MaskEdit(self._tick(), frame, obj, changed))
+        if n and self.cfg.paint:
+            truth, mine = self.gt[frame] == obj, self.labels[frame] == obj
+            if jaccard(mine, truth) < self.cfg.good_iou:
+                # The clicks did not get there: the annotator paints the mask instead
+                # of leaving a bad one to condition tracking (a mask edit).
+                self.labels[frame] = self.session.add_mask(frame, obj, truth).label_image()
+                self.log.add(MaskEdit(self._tick(), frame, obj, int((mine != truth).sum())))
         if n:
             self.prompted.add((frame, obj))
             self.queue.corrected(frame, obj)

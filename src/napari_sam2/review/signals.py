@@ -97,25 +97,17 @@ def _jumps(shape: MaskShape, prev: MaskShape | None) -> tuple[float | None, floa
     return area_jump, dist / diameter
 
 
-def _overlaps(masks) -> list[float]:
-    """For each ``(rows, cols, mask)`` crop (slices into the frame, boolean crop),
-    the share of its pixels that any other crop's mask also covers."""
+def _overlaps(masks, shape: tuple[int, int]) -> list[float]:
+    """For each ``(rows, cols, mask)`` crop (slices into the (H, W) frame, boolean
+    crop), the share of its pixels that any other crop's mask also covers."""
+    count = np.zeros(shape, np.int32)  # how many masks claim each pixel
+    for rows, cols, mask in masks:
+        count[rows, cols] += mask
     out = []
-    for i, (ri, ci, mi) in enumerate(masks):
-        area = int(mi.sum())
-        if area == 0:
-            out.append(0.0)
-            continue
-        covered = np.zeros_like(mi)
-        for j, (rj, cj, mj) in enumerate(masks):
-            r0, r1 = max(ri.start, rj.start), min(ri.stop, rj.stop)
-            c0, c1 = max(ci.start, cj.start), min(ci.stop, cj.stop)
-            if j == i or r0 >= r1 or c0 >= c1:  # the crops do not meet
-                continue
-            here = (slice(r0 - ri.start, r1 - ri.start), slice(c0 - ci.start, c1 - ci.start))
-            there = (slice(r0 - rj.start, r1 - rj.start), slice(c0 - cj.start, c1 - cj.start))
-            covered[here] |= mj[there]
-        out.append(float((mi & covered).sum() / area))
+    for rows, cols, mask in masks:
+        area = int(mask.sum())
+        shared = int((mask & (count[rows, cols] > 1)).sum())
+        out.append(shared / area if area else 0.0)
     return out
 
 
@@ -151,7 +143,7 @@ def object_signals(
     for i in range(len(result.obj_ids)):
         rows, cols, crop = result.object_logits(i)
         crops.append((rows, cols, crop > 0))
-    overlaps = _overlaps(crops)
+    overlaps = _overlaps(crops, result.shape)
     for i, obj in enumerate(result.obj_ids):
         rows, cols, mask = crops[i]
         shape = mask_shape(mask, (rows.start, cols.start))

@@ -343,13 +343,11 @@ def shape_daughters(
     module's shape division rule.
     """
     track_mask = np.asarray(track_mask, bool)
-    area = int(track_mask.sum())
-    if area == 0:
+    rows, cols = np.nonzero(track_mask)
+    area = rows.size
+    if area < 3:
         return None
     if not cfg.shrink_ratio * recent_area <= area <= recent_area / max(cfg.shrink_ratio, 1e-9):
-        return None
-    rows, cols = np.nonzero(track_mask)
-    if rows.size < 3:
         return None
     aspect, axis = _axes(rows, cols)
     if aspect < cfg.elongated_aspect:

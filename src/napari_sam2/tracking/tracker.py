@@ -85,6 +85,11 @@ class _Track:
     areas: list[int] = field(default_factory=list)
     aspects: list[float] = field(default_factory=list)  # major/minor axis ratio per frame
 
+    @classmethod
+    def new(cls, tid: int, frame: int, mask: np.ndarray, parent: int = 0) -> _Track:
+        """A track first seen on ``frame`` with ``mask`` (H, W) bool."""
+        return cls(tid, frame, parent, frame, 0, [int(mask.sum())], [decisions.mask_aspect(mask)])
+
 
 class _Tracker:
     """The state of one run: live tracks, the lineage and the label volume."""
@@ -106,9 +111,7 @@ class _Tracker:
         tid = self.next_id
         self.next_id += 1
         self.session.add_mask(frame, tid, mask)
-        self.live[tid] = _Track(
-            tid, frame, parent, frame, 0, [int(mask.sum())], [decisions.mask_aspect(mask)]
-        )
+        self.live[tid] = _Track.new(tid, frame, mask, parent)
         self.lineage[tid] = [frame, frame, parent]
         self.labels[frame][mask] = tid
         return tid
@@ -150,9 +153,7 @@ class _Tracker:
             self.next_id += 1
             mine = result.object_mask(result.obj_ids.index(tid))
             mine &= self.labels[frame] == 0
-            self.live[tid] = _Track(
-                tid, frame, 0, frame, 0, [int(mine.sum())], [decisions.mask_aspect(mine)]
-            )
+            self.live[tid] = _Track.new(tid, frame, mine)
             self.lineage[tid] = [frame, frame, 0]
             self.labels[frame][mine] = tid
         self.detect(frame)
