@@ -194,16 +194,20 @@ def test_cells_divide_box_sets_the_division_rules(make_widget, monkeypatch):
     iter_tracking = tracker.iter_tracking
 
     def spy(session, generator, cfg, *args, **kw):
-        seen.append(cfg.divisions)
+        seen.append((cfg.divisions, cfg.dim_ratio, cfg.round_aspect))
         return iter_tracking(session, generator, cfg, *args, **kw)
 
     monkeypatch.setattr(tracker, "iter_tracking", spy)
     viewer, widget = make_widget()
-    assert widget.automatic_panel.divide.isChecked()
+    panel = widget.automatic_panel
+    assert panel.divide.isChecked() and panel.cue.isEnabled()
     widget.track_all_cells(0)
-    widget.automatic_panel.divide.setChecked(False)
+    panel.cue.setCurrentIndex(panel.cue.findData("rounding"))  # a cytoplasmic marker
     widget.track_all_cells(0)
-    assert seen == [True, False]
+    panel.divide.setChecked(False)
+    assert not panel.cue.isEnabled()
+    widget.track_all_cells(0)
+    assert seen == [(True, 0.8, None), (True, None, 1.3), (False, None, 1.3)]
 
 
 def test_a_clicked_track_is_corrected_by_the_interactive_session(

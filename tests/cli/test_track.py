@@ -137,7 +137,7 @@ def test_no_divisions_and_clicks_reach_the_tracker(data, tmp_path, oracle_genera
     track_all = tracker.track_all
 
     def spy(net, frames, cfg, **kw):
-        seen.append(cfg.divisions)
+        seen.append((cfg.divisions, cfg.dim_ratio, cfg.round_aspect))
         generators.append(cfg.generator)
         return track_all(net, frames, cfg, **kw)
 
@@ -148,8 +148,11 @@ def test_no_divisions_and_clicks_reach_the_tracker(data, tmp_path, oracle_genera
         _track(root, tmp_path / "b.csv", "--format", "csv", "--frames", "1:3", "--no-divisions")
         == 0
     )
-    assert seen == [True, False]
+    assert seen == [(True, 0.8, None), (False, 0.8, None)]
     assert generators == [generator_for("peaks")] * 2
+    cue = ("--division-cue", "rounding")
+    assert _track(root, tmp_path / "r.csv", "--format", "csv", "--frames", "1:3", *cue) == 0
+    assert seen[-1] == (True, None, 1.3)
     args = ("--format", "csv", "--frames", "1:3", "--clicks", "grid", "--points-per-side", "8")
     assert _track(root, tmp_path / "c.csv", *args) == 0
     assert generators[-1] == replace(generator_for("grid"), points_per_side=8)

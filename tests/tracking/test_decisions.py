@@ -223,12 +223,52 @@ def test_shape_division_needs_an_elongated_mask_of_kept_area():
         TrackConfig(elongated_aspect="2")
 
 
-def test_only_an_old_enough_round_track_may_divide():
-    cfg = TrackConfig(division_min_age=8, round_aspect=1.3, history=3)
-    assert decisions.may_divide(8, [1.05, 1.1, 1.2], cfg)
-    assert not decisions.may_divide(7, [1.05, 1.1, 1.2], cfg)  # too young
-    assert not decisions.may_divide(20, [1.6, 1.5, 1.4], cfg)  # elongated: two cells, or a leak
-    assert decisions.may_divide(20, [float("nan"), 1.1], cfg)  # NaN (no pixels) is skipped
-    assert not decisions.may_divide(20, [], cfg) and not decisions.may_divide(20, [np.nan], cfg)
-    assert not decisions.may_divide(20, [1.0], replace(cfg, divisions=False))
-    assert decisions.may_divide(20, [1.6], replace(cfg, round_aspect=2.0))  # bar-shaped nuclei
+def test_only_an_old_enough_track_showing_the_mitotic_cues_may_divide():
+    # the rounding cue alone (dimming off)
+    cfg = TrackConfig(division_min_age=8, round_aspect=1.3, dim_ratio=None, history=3)
+    may = decisions.may_divide
+    assert may(8, [1.05, 1.1, 1.2], [], np.nan, cfg)
+    assert not may(7, [1.05, 1.1, 1.2], [], np.nan, cfg)  # too young
+    assert not may(20, [1.6, 1.5, 1.4], [], np.nan, cfg)  # elongated: two cells, or a leak
+    assert may(20, [float("nan"), 1.1], [], np.nan, cfg)  # NaN (no pixels) is skipped
+    assert not may(20, [], [], np.nan, cfg) and not may(20, [np.nan], [], np.nan, cfg)
+    assert not may(20, [1.0], [], np.nan, replace(cfg, divisions=False))
+    assert may(20, [1.6], [], np.nan, replace(cfg, round_aspect=2.0))  # bar-shaped nuclei
+    # the dimming cue alone (the default): the signal now against its recent mean
+    cfg = TrackConfig(division_min_age=8, history=3)
+    assert cfg.dim_ratio == 0.8 and cfg.round_aspect is None
+    assert may(20, [2.0], [100.0, 90.0, 110.0], 60.0, cfg)  # halved: a division
+    assert may(20, [2.0], [100.0], 80.0, cfg)  # at the ratio
+    assert not may(20, [1.0], [100.0, 90.0, 110.0], 95.0, cfg)  # kept: a track falling apart
+    assert not may(7, [1.0], [100.0], 50.0, cfg)  # too young
+    assert may(20, [1.0], [np.nan, 100.0], 50.0, cfg)  # NaN skipped
+    assert not may(20, [1.0], [], 50.0, cfg)  # no history
+    assert not may(20, [1.0], [-5.0, -3.0], -10.0, cfg)  # no brighter than the background
+    # both cues on: both must hold
+    both = replace(cfg, round_aspect=1.3)
+    assert may(20, [1.1], [100.0], 50.0, both)
+    assert not may(20, [1.6], [100.0], 50.0, both) and not may(20, [1.1], [100.0], 95.0, both)
+    with pytest.raises(InputError, match="dim_ratio"):
+        TrackConfig(dim_ratio=1.5)
+
+
+def test_signal_is_the_mean_above_the_frame_median():
+    image = np.full((10, 10), 100, np.uint16)
+    image[2:5, 2:5] = 160
+    signal = decisions.signal_image(image)
+    assert signal.dtype == np.float32 and signal[0, 0] == 0.0
+    cell = signal > 0
+    assert decisions.mask_signal(signal, cell) == pytest.approx(60.0)
+    assert np.isnan(decisions.mask_signal(signal, np.zeros((10, 10), bool)))
+    # channels are averaged
+    rgb = np.stack([image, image * 0 + 100, image], axis=-1)
+    assert decisions.mask_signal(decisions.signal_image(rgb), cell) == pytest.approx(40.0)
+
+
+def test_cue_settings_name_the_fields_of_each_mitotic_cue():
+    assert decisions.cue_settings() == {"dim_ratio": 0.8, "round_aspect": None}
+    cfg = replace(TrackConfig(), **decisions.cue_settings("rounding"))
+    assert cfg.dim_ratio is None and cfg.round_aspect == 1.3
+    assert TrackConfig() == replace(cfg, **decisions.cue_settings("dimming"))
+    with pytest.raises(InputError, match="^division_cue: .*dimming, rounding"):
+        decisions.cue_settings("brightening")

@@ -114,6 +114,16 @@ def test_oracle_loop_recovers_ground_truth_lineage(clip):
     _check_invariants(result)
 
 
+def _render(labels, brightness):
+    """uint8 frames of ``labels`` (T, H, W): label i at ``brightness[i]``, background 10.
+    A mitotic mother is brighter than its daughters (condensed chromatin), which
+    the dimming cue of the division rules looks for."""
+    lut = np.full(int(labels.max()) + 1, 10, np.uint8)
+    for label, value in brightness.items():
+        lut[label] = value
+    return [lut[f] for f in labels]
+
+
 def _split_clip():
     """One cell that splits in two on frame 3 (the oracle follows both halves as one)."""
     labels = np.zeros((6, 40, 60), np.int32)
@@ -125,7 +135,8 @@ def _split_clip():
             labels[t][(yy - 20) ** 2 + (xx - 30 + 3 * t) ** 2 <= 36] = 2
             labels[t][(yy - 20) ** 2 + (xx - 30 - 3 * t) ** 2 <= 36] = 3
     rows = [SimpleNamespace(label=i, parent=p) for i, p in ((1, 0), (2, 1), (3, 1))]
-    return SimpleNamespace(labels=labels, image=[f.astype(np.uint8) for f in labels], lineage=rows)
+    image = _render(labels, {1: 200, 2: 100, 3: 100})
+    return SimpleNamespace(labels=labels, image=image, lineage=rows)
 
 
 def _appearance_clip():
@@ -140,7 +151,8 @@ def _appearance_clip():
         labels[t][big & (xx > 31)] = 3
     # The oracle session knows only the left daughter: it keeps following that half.
     rows = [SimpleNamespace(label=2, parent=1)]
-    return SimpleNamespace(labels=labels, image=[f.astype(np.uint8) for f in labels], lineage=rows)
+    image = _render(labels, {1: 200, 2: 100, 3: 100})
+    return SimpleNamespace(labels=labels, image=image, lineage=rows)
 
 
 def test_split_division_ends_mother_and_links_daughters():
@@ -194,9 +206,11 @@ def test_a_track_younger_than_division_min_age_keeps_its_id_when_it_splits():
         TrackConfig(division_min_age=-1)
 
 
-def test_an_elongated_track_that_splits_is_two_cells_not_a_division():
-    """Round-mother rule: a track that covered two cells (an elongated mask) falls
-    apart; it keeps one, the other becomes a track of its own, no lineage link."""
+def test_a_track_that_splits_without_a_mitotic_cue_is_two_cells_not_a_division():
+    """A track that covered two cells falls apart with its signal kept: it keeps
+    one cell, the other becomes a track of its own, no lineage link. The same
+    split with the signal halved is a division; with the rounding cue instead, the
+    track's elongated mask is what tells."""
     labels = np.zeros((6, 40, 60), np.int32)
     yy, xx = np.mgrid[:40, :60]
     for t in range(6):
@@ -205,7 +219,8 @@ def test_an_elongated_track_that_splits_is_two_cells_not_a_division():
         labels[t][(yy - 20) ** 2 + (xx - 34 - gap) ** 2 <= 36] = 3
     first = labels[0] > 0  # the seed covers both: one elongated track
     rows = [SimpleNamespace(label=i, parent=0) for i in (2, 3)]
-    c = SimpleNamespace(labels=labels, image=[f.astype(np.uint8) for f in labels], lineage=rows)
+    steady = _render(labels, {2: 100, 3: 100})
+    c = SimpleNamespace(labels=labels, image=steady, lineage=rows)
 
     class Session(OracleSession):  # follows its two cells as one until re-prompted
         def propagate(self, start_frame, max_frames=1):
@@ -226,8 +241,20 @@ def test_an_elongated_track_that_splits_is_two_cells_not_a_division():
     result = run_tracking(Session(c), OracleGenerator(c), cfg, masks=[first])
     assert result.divisions() == {}
     _released(result, labels, 5)
-    # The same split from a round track is a division.
-    loose = TrackConfig(detect_every=100, min_area=5, division_min_age=0, round_aspect=3.0)
+    # The same split with the signal halved as it happens is a division.
+    dims = [f // 2 + 5 if t >= 3 else f for t, f in enumerate(_render(labels, {2: 200, 3: 200}))]
+    dimming = SimpleNamespace(labels=labels, image=dims, lineage=rows)
+    result = run_tracking(Session(dimming), OracleGenerator(dimming), cfg, masks=[first])
+    assert len(result.divisions()[1]) == 2
+    # The rounding cue alone: the elongated track may not divide, unless its limit allows it.
+    rounding = TrackConfig(
+        detect_every=100, min_area=5, division_min_age=0, dim_ratio=None, round_aspect=1.3
+    )
+    result = run_tracking(Session(c), OracleGenerator(c), rounding, masks=[first])
+    assert result.divisions() == {}
+    loose = TrackConfig(
+        detect_every=100, min_area=5, division_min_age=0, dim_ratio=None, round_aspect=3.0
+    )
     result = run_tracking(Session(c), OracleGenerator(c), loose, masks=[first])
     assert len(result.divisions()[1]) == 2
 

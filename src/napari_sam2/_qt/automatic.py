@@ -31,6 +31,7 @@ from collections.abc import Callable
 import numpy as np
 from qtpy.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -82,6 +83,16 @@ class AutomaticPanel(QGroupBox):
             "Track all cells links daughters to mothers. Untick for cells that do not "
             "divide: a mask that falls apart then keeps its id, and no division is made"
         )
+        # (label, the cue's name in TrackConfig's cue_settings)
+        self.cue = QComboBox()
+        self.cue.addItem("signal drops (nuclear marker)", "dimming")
+        self.cue.addItem("mother is round (other markers)", "rounding")
+        self.cue.setToolTip(
+            "The sign of mitosis a division needs. Nuclear markers: the signal under the "
+            "mother's mask drops as it divides (condensed chromatin split in two). Other "
+            "markers (cytoplasm, nuclear import): the mother's mask was round"
+        )
+        self.divide.toggled.connect(self.cue.setEnabled)
         self.status = QLabel("")
         self.status.setWordWrap(True)
         layout = QVBoxLayout(self)
@@ -89,7 +100,11 @@ class AutomaticPanel(QGroupBox):
         row.addWidget(self.segment_all)
         row.addWidget(self.track_all)
         layout.addLayout(row)
-        layout.addWidget(self.divide)
+        cues = QHBoxLayout()
+        cues.addWidget(self.divide)
+        cues.addWidget(QLabel("cue:"))
+        cues.addWidget(self.cue, 1)
+        layout.addLayout(cues)
         layout.addWidget(self.status)
 
 
@@ -187,12 +202,15 @@ class Automatic:
 
     def track_all_cells(self, start: int, config=None) -> Job:
         """Queue automatic tracking from ``start`` to the last frame (see the module)."""
-        from ..tracking.decisions import TrackConfig
+        from ..tracking.decisions import TrackConfig, cue_settings
 
         model = self._need_model()
         stack = self._stack()
         dtype = self._controller.precision
-        cfg = config or TrackConfig(divisions=self._panel.divide.isChecked())
+        panel = self._panel
+        cfg = config or TrackConfig(
+            divisions=panel.divide.isChecked(), **cue_settings(panel.cue.currentData())
+        )
         sessions: list = []
 
         def work():

@@ -256,6 +256,7 @@ def run_track(
     stability_thresh: float | None = None,
     min_area: int = 20,
     divisions: bool = True,
+    division_cue: str = "dimming",
     frames: str | None = None,
     time_axis: int | None = None,
     device: str = "auto",
@@ -273,7 +274,7 @@ def run_track(
     """
     from dataclasses import replace
 
-    from ..tracking.decisions import TrackConfig, generator_for
+    from ..tracking.decisions import TrackConfig, cue_settings, generator_for
 
     if fmt not in TRACK_FORMATS:
         raise InputError(f"--format: must be one of {', '.join(TRACK_FORMATS)}, got {fmt!r}")
@@ -284,7 +285,7 @@ def run_track(
     check_output(out, "ctc" if fmt in ("ctc", "geff") else fmt)
     if out.exists():
         raise InputError(f"--out: {out} already exists; remove it or choose another name")
-    base = TrackConfig(generator=generator_for(clicks))
+    base = TrackConfig(generator=generator_for(clicks), **cue_settings(division_cue))
     thresholds = {}
     if pred_iou_thresh is not None:
         thresholds["pred_iou_thresh"] = pred_iou_thresh
@@ -604,6 +605,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="cells that do not divide: no division rule applies",
     )
     trk.add_argument(
+        "--division-cue",
+        choices=("dimming", "rounding"),
+        default="dimming",
+        help="the sign of mitosis a division needs: the signal under the mother drops "
+        "(nuclear markers; default), or the mother was round (other markers)",
+    )
+    trk.add_argument(
         "--pred-iou-thresh",
         type=_fraction,
         metavar="X",
@@ -736,6 +744,7 @@ def _cmd_track(args) -> int:
         stability_thresh=args.stability_thresh,
         min_area=args.min_area,
         divisions=args.divisions,
+        division_cue=args.division_cue,
         frames=args.frames,
         time_axis=args.time_axis,
         device=args.device,

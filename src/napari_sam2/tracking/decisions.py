@@ -36,7 +36,7 @@ Rules (all areas in pixels of the frame, all masks (H, W) bool):
   neighbours under one mask, than a division. See :func:`peak_daughters`.
 - **Shape division.** A mitotic cell rounds up, then splits into two
   touching daughters that one propagated mask often covers as a peanut. A
-  track (old and round enough, below) that is now elongated (major/minor
+  track (old enough and showing a mitotic cue, below) that is now elongated (major/minor
   axis ratio at least ``elongated_aspect``) while its area stayed within
   ``shrink_ratio`` of its recent mean (either way: a mask that grew onto a
   neighbour, or lost half its cell, is no division) has divided: a cut
@@ -56,14 +56,26 @@ Rules (all areas in pixels of the frame, all masks (H, W) bool):
 - **Age.** No rule divides a track younger than ``division_min_age`` frames
   (counted from its first frame in the run); such a track that falls apart
   keeps its id.
-- **Round mother.** Cells round up before they divide (mitotic rounding), so
-  no rule divides a track whose mask was elongated: its mean major/minor axis
-  ratio over its last ``history`` frames before this one must be at most
-  ``round_aspect``. A track that covers two cells, or a cell and a leak onto a
-  neighbour, is elongated, and its falling apart is the commonest false
-  division (docs/tracking.md). Nuclei whose metaphase plate is a bar can be
-  elongated before dividing: raise ``round_aspect`` for them. See
-  :func:`may_divide`.
+- **Mitotic cue.** A division rule may only end a track that shows a sign of
+  mitosis as it splits. Two cues, each on unless set to None; a track must
+  show every cue that is on:
+
+  - *dimming* (``dim_ratio``, on by default): the track's mean signal (the
+    frame's intensity above its median, channels averaged, over the track's
+    mask) on this frame is at most ``dim_ratio`` of its mean over its last
+    ``history`` frames. A nucleus brightens as its chromatin condenses for
+    mitosis, and each daughter holds half of it, so the signal under the
+    mother's mask drops as it divides. A track that covers two cells, or a
+    cell and a leak onto a neighbour, keeps its signal as it falls apart:
+    that was the commonest false division (docs/tracking.md). Markers that do
+    not condense (a cytoplasmic label) need ``dim_ratio=None`` and, say, the
+    rounding cue.
+  - *rounding* (``round_aspect``, off by default): the track's mean
+    major/minor axis ratio over its last ``history`` frames is at most
+    ``round_aspect`` (cells round up before they divide). A propagated mask
+    is seldom as round as the cell under it, so this cue is weaker.
+
+  See :func:`may_divide`.
 - **Ends.** A track ends after ``end_after`` consecutive frames without
   pixels (negative object score, or all its pixels taken by others); its end
   frame is the last frame with pixels. A cell seen again later is a new
@@ -86,6 +98,12 @@ _EIGHT = np.ones((3, 3), dtype=bool)
 
 
 CLICKS = ("peaks", "grid")
+CUES = ("dimming", "rounding")
+# Chosen on 40 tuning clips (seeds 930000-930039; docs/tracking.md): a dividing
+# track's signal fell to 0.54-0.69 of its recent mean (10th-75th percentile),
+# that of a track falling apart without dividing stayed at 0.89-1.0.
+_DIM_RATIO = 0.8
+_ROUND_ASPECT = 1.3
 
 
 def generator_for(clicks: str = "peaks") -> GeneratorConfig:
@@ -110,6 +128,21 @@ def generator_for(clicks: str = "peaks") -> GeneratorConfig:
     if clicks == "grid":
         return GeneratorConfig(points_per_side=16, pred_iou_thresh=0.7, stability_score_thresh=0.85)
     raise InputError(f"clicks: must be one of {', '.join(CLICKS)}, got {clicks!r}")
+
+
+def cue_settings(cue: str = "dimming") -> dict[str, float | None]:
+    """The :class:`TrackConfig` fields of a mitotic cue (``replace(cfg, **...)``).
+
+    ``"dimming"`` (the default; nuclear markers whose chromatin condenses in
+    mitosis): the signal under a dividing track's mask drops. ``"rounding"``
+    (other markers): a dividing track's mask was round (mean axis ratio at most
+    1.3). See the module's mitotic cue rule.
+    """
+    if cue == "dimming":
+        return {"dim_ratio": _DIM_RATIO, "round_aspect": None}
+    if cue == "rounding":
+        return {"dim_ratio": None, "round_aspect": _ROUND_ASPECT}
+    raise InputError(f"division_cue: must be one of {', '.join(CUES)}, got {cue!r}")
 
 
 @dataclass(frozen=True)
@@ -140,8 +173,11 @@ class TrackConfig:
         does not divide again at once, and a young track that covers two cells is
         far more often a seeding error than a mitosis.
     sister_ratio: least smaller/larger ratio of the daughters' areas and peak heights.
+    dim_ratio: largest ratio of a track's signal now to its recent mean for a
+        division (the dimming cue); None turns the cue off.
     round_aspect: largest recent mean major/minor axis ratio of a track that
-        may divide (a rounded-up mitotic cell; 1 is a disc).
+        may divide (the rounding cue; 1 is a disc); None (the default) turns
+        the cue off.
     elongated_aspect: least major/minor axis ratio of a track's mask for the
         shape rule (two touching daughters under one mask: about 2).
     generator: settings of the mask generator used for seeding and detection.
@@ -166,8 +202,9 @@ class TrackConfig:
     saddle_depth: float = 0.1
     division_min_age: int = 8
     sister_ratio: float = 0.5
-    round_aspect: float = 1.3
-    elongated_aspect: float = 1.7
+    dim_ratio: float | None = _DIM_RATIO
+    round_aspect: float | None = None
+    elongated_aspect: float = 1.5
     generator: GeneratorConfig = field(default_factory=generator_for)
 
     def __post_init__(self) -> None:
@@ -187,6 +224,8 @@ class TrackConfig:
                 raise InputError(f"{name}: must be an integer >= 0, got {value!r}")
         for name in ("round_aspect", "elongated_aspect"):
             value = getattr(self, name)
+            if value is None and name == "round_aspect":
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1.0:
                 raise InputError(f"{name}: must be a number >= 1 (an axis ratio), got {value!r}")
         for name in (
@@ -199,8 +238,11 @@ class TrackConfig:
             "cover_fraction",
             "saddle_depth",
             "sister_ratio",
+            "dim_ratio",
         ):
             value = getattr(self, name)
+            if value is None and name == "dim_ratio":
+                continue
             if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                 raise InputError(f"{name}: must be in [0, 1], got {value!r}")
 
@@ -320,17 +362,45 @@ def mask_aspect(mask: np.ndarray) -> float:
     return float("nan") if rows.size < 3 else _axes(rows, cols)[0]
 
 
-def may_divide(age: int, recent_aspects, cfg: TrackConfig) -> bool:
-    """Whether any division rule may end a track (the age and round-mother rules).
+def signal_image(image: np.ndarray) -> np.ndarray:
+    """(H, W) float32: ``image`` (H, W[, C]; channels averaged) minus its median,
+    the signal a cell adds above the background (arbitrary units)."""
+    img = np.asarray(image, dtype=np.float32)
+    if img.ndim == 3:
+        img = img.mean(axis=-1)
+    return img - np.float32(np.median(img))
 
-    ``age``: frames since the track started in this run; ``recent_aspects``:
-    its mask's major/minor axis ratios (:func:`mask_aspect`) on its last
-    frames before this one (NaN entries are skipped).
+
+def mask_signal(signal: np.ndarray, mask: np.ndarray) -> float:
+    """Mean of ``signal`` (H, W, from :func:`signal_image`) over ``mask``; NaN if empty."""
+    values = signal[np.asarray(mask, bool)]
+    return float(values.mean()) if values.size else float("nan")
+
+
+def may_divide(
+    age: int, recent_aspects, recent_signals, signal_now: float, cfg: TrackConfig
+) -> bool:
+    """Whether any division rule may end a track (the age and mitotic-cue rules).
+
+    ``age``: frames since the track started in this run; ``recent_aspects``
+    and ``recent_signals``: its mask's major/minor axis ratios
+    (:func:`mask_aspect`) and mean signals (:func:`mask_signal`) on its last
+    frames before this one (NaN entries are skipped); ``signal_now``: its
+    mean signal on this frame.
     """
     if not cfg.divisions or age < cfg.division_min_age:
         return False
-    finite = [float(a) for a in recent_aspects if np.isfinite(a)]
-    return bool(finite) and float(np.mean(finite)) <= cfg.round_aspect
+    if cfg.round_aspect is not None:
+        aspects = [float(a) for a in recent_aspects if np.isfinite(a)]
+        if not aspects or float(np.mean(aspects)) > cfg.round_aspect:
+            return False
+    if cfg.dim_ratio is not None:
+        signals = [float(v) for v in recent_signals if np.isfinite(v)]
+        before = float(np.mean(signals)) if signals else float("nan")
+        # a track no brighter than the background has no signal to lose
+        if not before > 0 or not signal_now <= cfg.dim_ratio * before:
+            return False
+    return True
 
 
 def shape_daughters(
@@ -339,7 +409,7 @@ def shape_daughters(
     """The two daughters of a track whose mask turned into a peanut, else None.
 
     ``recent_area``: the track's mean area (pixels) over its last frames. The
-    track having been round is :func:`may_divide`'s to check. See the
+    mitotic cues are :func:`may_divide`'s to check. See the
     module's shape division rule.
     """
     track_mask = np.asarray(track_mask, bool)

@@ -84,11 +84,23 @@ class _Track:
     missing: int = 0
     areas: list[int] = field(default_factory=list)
     aspects: list[float] = field(default_factory=list)  # major/minor axis ratio per frame
+    signals: list[float] = field(default_factory=list)  # mean signal over the mask per frame
 
     @classmethod
-    def new(cls, tid: int, frame: int, mask: np.ndarray, parent: int = 0) -> _Track:
-        """A track first seen on ``frame`` with ``mask`` (H, W) bool."""
-        return cls(tid, frame, parent, frame, 0, [int(mask.sum())], [decisions.mask_aspect(mask)])
+    def new(
+        cls, tid: int, frame: int, mask: np.ndarray, signal: np.ndarray, parent: int = 0
+    ) -> _Track:
+        """A track first seen on ``frame`` with ``mask`` (H, W) bool; ``signal``: the
+        frame's :func:`~.decisions.signal_image`."""
+        track = cls(tid, frame, parent, frame, 0)
+        track.record(mask, signal)
+        return track
+
+    def record(self, mask: np.ndarray, signal: np.ndarray) -> None:
+        """Append this frame's area, axis ratio and mean signal of ``mask``."""
+        self.areas.append(int(mask.sum()))
+        self.aspects.append(decisions.mask_aspect(mask))
+        self.signals.append(decisions.mask_signal(signal, mask))
 
 
 class _Tracker:
@@ -104,6 +116,7 @@ class _Tracker:
         self.last_detect = -1
         self.propagated = None  # the last frame's FrameResult before the rules
         self._peaks_of = None  # (frame, finder, smoothed frame, peaks): see _frame_peaks
+        self._signal_of = None  # (frame, signal image): see _signal
 
     # -- track bookkeeping -----------------------------------------------------
 
@@ -111,7 +124,7 @@ class _Tracker:
         tid = self.next_id
         self.next_id += 1
         self.session.add_mask(frame, tid, mask)
-        self.live[tid] = _Track.new(tid, frame, mask, parent)
+        self.live[tid] = _Track.new(tid, frame, mask, self._signal(frame), parent)
         self.lineage[tid] = [frame, frame, parent]
         self.labels[frame][mask] = tid
         return tid
@@ -153,15 +166,29 @@ class _Tracker:
             self.next_id += 1
             mine = result.object_mask(result.obj_ids.index(tid))
             mine &= self.labels[frame] == 0
-            self.live[tid] = _Track.new(tid, frame, mine)
+            self.live[tid] = _Track.new(tid, frame, mine, self._signal(frame))
             self.lineage[tid] = [frame, frame, 0]
             self.labels[frame][mine] = tid
         self.detect(frame)
 
-    def _may_divide(self, track: _Track, frame: int, before: list[float]) -> bool:
-        """Whether any division rule may end ``track`` on ``frame``; ``before``: its
-        axis ratios on its frames before this one (see :func:`decisions.may_divide`)."""
-        return decisions.may_divide(frame - track.start, before[-self.cfg.history :], self.cfg)
+    def _may_divide(self, track: _Track, frame: int, last: int, signal_now: float) -> bool:
+        """Whether any division rule may end ``track`` on ``frame``, given its mean
+        ``signal_now`` there; its frames before this one are its records up to
+        index ``last`` (exclusive) (see :func:`decisions.may_divide`)."""
+        history = slice(max(last - self.cfg.history, 0), last)
+        return decisions.may_divide(
+            frame - track.start,
+            track.aspects[history],
+            track.signals[history],
+            signal_now,
+            self.cfg,
+        )
+
+    def _signal(self, frame: int) -> np.ndarray:
+        """The frame's :func:`~.decisions.signal_image`, computed once per frame."""
+        if self._signal_of is None or self._signal_of[0] != frame:
+            self._signal_of = (frame, decisions.signal_image(self.session.source.raw(frame)))
+        return self._signal_of[1]
 
     def _frame_peaks(self, frame: int, finder) -> tuple[np.ndarray, np.ndarray]:
         """(smoothed frame, its peaks) by ``finder`` (a PeakPrompts), computed once per
@@ -195,7 +222,8 @@ class _Tracker:
             track.missing = 0
             recent = track.areas[-cfg.history :]
             recent_area = float(np.mean(recent))
-            may_divide = self._may_divide(track, frame, track.aspects)
+            signal_now = decisions.mask_signal(self._signal(frame), mask)
+            may_divide = self._may_divide(track, frame, len(track.areas), signal_now)
             pair = decisions.split_daughters(mask, recent_area, cfg) if cfg.divisions else None
             if pair is not None and not may_divide:
                 # Two cells under one track, not a mitosis: it keeps the larger piece.
@@ -211,8 +239,7 @@ class _Tracker:
                 self.divide(frame, tid, *pair)
                 continue
             track.last_seen = frame
-            track.areas.append(area)
-            track.aspects.append(decisions.mask_aspect(mask))
+            track.record(mask, self._signal(frame))
             ratio = cfg.shrink_ratio
             changed |= decisions.shrunk(area, recent, ratio) or area * ratio > np.mean(recent)
         coverage = int((self.labels[frame] > 0).sum())
@@ -239,7 +266,8 @@ class _Tracker:
         seen = [
             t
             for t, tr in self.live.items()
-            if tr.last_seen == frame and self._may_divide(tr, frame, tr.aspects[:-1])
+            if tr.last_seen == frame
+            and self._may_divide(tr, frame, len(tr.areas) - 1, tr.signals[-1])
         ]
         shrunk = {
             tid
