@@ -50,6 +50,14 @@ def test_benchmark_runs_and_writes_json(tmp_path):
     assert {r["condition"] for r in payload["rows"]} == {"easy", "hard"}
     for row in payload["rows"]:
         assert all(0.0 <= row[k] <= 1.0 for k in ("SEG", "DET", "TRA", "CHOTA"))
+    # the ten-clip held-out set, and settings that turn a cue off
+    sets = ["--set", "round_aspect=none", "--set", "dim_ratio=0.7", "--set", "history=4"]
+    more = ["--extended", "--seeds", "1", "--conditions", "easy", *sets]
+    assert bench.main([*argv, *more, "--json", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    assert [r["seed"] for r in payload["rows"]] == [bench.EXTENDED["easy"][0]]
+    assert "round_aspect=None" in payload["config"] and "dim_ratio=0.7" in payload["config"]
+    assert "history=4," in payload["config"]
 
 
 @pytest.mark.slow
