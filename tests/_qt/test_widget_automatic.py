@@ -132,6 +132,9 @@ def test_track_all_cells_writes_background_only_as_one_undo_step(make_widget, mo
     status = widget.propagate_panel.status.text()
     assert status == f"Track all: Done: {N_FRAMES} frames written", status
     assert widget.propagation.eta.done == N_FRAMES
+    n, divided = len(result.lineage), len(result.divisions())
+    found = widget.automatic_panel.status.text()
+    assert found.startswith(f"Track all: {n} tracks, {divided} division"), found
     tracks = viewer.layers[widget.image.name + " SAM2 tracks"]
     assert set(np.unique(tracks.data[:, 0]).tolist()) == {offset + k for k in result.lineage}
     widget.labels.undo()  # the whole run is one undo step

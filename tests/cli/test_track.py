@@ -9,6 +9,7 @@ itself is tested in tests/tracking (test_generator_parity.py, test_mask_ops.py).
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -82,6 +83,15 @@ def test_track_writes_tiff_and_ctc(data, tmp_path, oracle_generator, capsys):
     assert len(list((tmp_path / "ctc").glob("mask*.tif"))) == 6
 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ctc", "labels.tif"]
+
+    # Without --quiet the summary counts what was written, in agreement.
+    capsys.readouterr()
+    argv = ["track", str(root / "img.tif"), "--model", str(root / "m.pt")]
+    argv += ["--out", str(tmp_path / "loud.tif"), "--image-size", "64", "--device", "cpu"]
+    assert cli.main(argv) == 0
+    summary = capsys.readouterr().err.strip().splitlines()[-1]
+    n = len(np.unique(tifffile.imread(tmp_path / "loud.tif"))) - 1
+    assert re.search(rf": 6 frames, {n} tracks?, \d+ divisions?, ", summary), summary
 
 
 @pytest.mark.slow

@@ -276,6 +276,13 @@ def test_without_divisions_a_split_keeps_its_id_and_an_appearance_is_a_new_track
         TrackConfig(divisions="no")
 
 
+def test_counts_text_agrees_in_number():
+    from napari_sam2.tracking.tracker import counts_text
+
+    assert counts_text(12, 1) == "12 tracks, 1 division"
+    assert counts_text(1, 0) == "1 track, 0 divisions"
+
+
 def _check_invariants(result):
     labels, lineage = result.labels, result.lineage
     assert labels.dtype == np.int32

@@ -285,9 +285,11 @@ class Automatic:
         self.result = result
         # A track the user prompts from now on is corrected by the interactive session.
         self._controller.handover = TrackHandover(result.labels, result.lineage, self.offset)
+        from ..tracking.tracker import counts_text
+
         n = len(result.lineage)
-        divisions = len(result.divisions())  # mothers
-        text = f"Track all: {n} tracks, {divisions} divisions, ids from {self.offset + 1}"
+        found = counts_text(n, len(result.divisions()))  # divisions: mothers
+        text = f"Track all: {found}, ids from {self.offset + 1}"
         if not self.show_tracks():
             text += " (no Tracks layer: time is not the first axis)" if n else ""
         self._panel.status.setText(text)

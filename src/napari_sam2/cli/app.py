@@ -753,9 +753,11 @@ def _cmd_track(args) -> int:
         quiet=args.quiet,
     )
     if not args.quiet:
+        from ..tracking.tracker import counts_text
+
+        found = counts_text(summary.num_tracks, summary.num_divisions)
         print(
-            f"{PROG}: wrote {summary.out}: {summary.num_frames} frames, "
-            f"{summary.num_tracks} tracks, {summary.num_divisions} divisions, "
+            f"{PROG}: wrote {summary.out}: {summary.num_frames} frames, {found}, "
             f"{summary.seconds:.1f} s",
             file=sys.stderr,
         )

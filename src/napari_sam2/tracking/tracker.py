@@ -60,6 +60,14 @@ class TrackingResult:
         return out
 
 
+def counts_text(tracks: int, divisions: int) -> str:
+    """What a run found, as its summaries say it: ``"12 tracks, 1 division"``."""
+    return (
+        f"{tracks} track{'' if tracks == 1 else 's'}, "
+        f"{divisions} division{'' if divisions == 1 else 's'}"
+    )
+
+
 class TrackedFrame(NamedTuple):
     """One final frame of :func:`iter_tracking`.
 
