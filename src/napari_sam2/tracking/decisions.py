@@ -92,7 +92,7 @@ from skimage.segmentation import watershed
 
 from ..errors import InputError
 from .mask_generator import GeneratorConfig
-from .peaks import PeakPrompts
+from .peaks import PeakPrompts, grey
 
 _EIGHT = np.ones((3, 3), dtype=bool)
 
@@ -365,9 +365,7 @@ def mask_aspect(mask: np.ndarray) -> float:
 def signal_image(image: np.ndarray) -> np.ndarray:
     """(H, W) float32: ``image`` (H, W[, C]; channels averaged) minus its median,
     the signal a cell adds above the background (arbitrary units)."""
-    img = np.asarray(image, dtype=np.float32)
-    if img.ndim == 3:
-        img = img.mean(axis=-1)
+    img = grey(image)
     return img - np.float32(np.median(img))
 
 

@@ -26,6 +26,16 @@ from ..errors import InputError
 _MAD_TO_SD = 1.4826  # the MAD of a normal distribution times this is its SD
 
 
+def grey(image: np.ndarray) -> np.ndarray:
+    """(H, W) float32 of ``image`` (H, W) or (H, W, C), channels averaged."""
+    img = np.asarray(image, dtype=np.float32)
+    if img.ndim == 3:
+        img = img.mean(axis=-1)
+    if img.ndim != 2:
+        raise InputError(f"image: expected (H, W) or (H, W, C), got shape {np.shape(image)}")
+    return img
+
+
 @dataclass(frozen=True)
 class PeakPrompts:
     """Where :class:`~napari_sam2.tracking.MaskGenerator` clicks instead of a grid.
@@ -50,11 +60,7 @@ class PeakPrompts:
 
     def smooth(self, image: np.ndarray) -> np.ndarray:
         """(H, W) float32: ``image`` (H, W[, C]; channels averaged) smoothed by ``sigma``."""
-        img = np.asarray(image, dtype=np.float32)
-        if img.ndim == 3:
-            img = img.mean(axis=-1)
-        if img.ndim != 2:
-            raise InputError(f"image: expected (H, W) or (H, W, C), got shape {np.shape(image)}")
+        img = grey(image)
         return ndimage.gaussian_filter(img, self.sigma) if self.sigma > 0 else img
 
     def find(self, image: np.ndarray) -> np.ndarray:

@@ -101,14 +101,39 @@ class _Track:
         """A track first seen on ``frame`` with ``mask`` (H, W) bool; ``signal``: the
         frame's :func:`~.decisions.signal_image`."""
         track = cls(tid, frame, parent, frame, 0)
-        track.record(mask, signal)
+        track.record(mask, int(mask.sum()), decisions.mask_signal(signal, mask))
         return track
 
-    def record(self, mask: np.ndarray, signal: np.ndarray) -> None:
-        """Append this frame's area, axis ratio and mean signal of ``mask``."""
-        self.areas.append(int(mask.sum()))
+    def record(self, mask: np.ndarray, area: int, signal: float) -> None:
+        """Append this frame's ``area`` (pixels), axis ratio and mean ``signal`` of ``mask``."""
+        self.areas.append(area)
         self.aspects.append(decisions.mask_aspect(mask))
-        self.signals.append(decisions.mask_signal(signal, mask))
+        self.signals.append(signal)
+
+
+class _FrameData:
+    """What the rules derive from one frame's pixels, each read or computed once:
+    the raw frame, its :func:`~.decisions.signal_image`, and its smoothed image and
+    peaks per :class:`~.peaks.PeakPrompts` (the peak division rule and the
+    generator's clicks share them)."""
+
+    def __init__(self, frame: int, raw: np.ndarray) -> None:
+        self.frame, self.raw = frame, raw
+        self._signal: np.ndarray | None = None
+        self._peaks: dict = {}  # PeakPrompts -> (smoothed frame, peaks)
+
+    @property
+    def signal(self) -> np.ndarray:
+        if self._signal is None:
+            self._signal = decisions.signal_image(self.raw)
+        return self._signal
+
+    def peaks(self, finder) -> tuple[np.ndarray, np.ndarray]:
+        """(smoothed frame, its (N, 2) peaks) by ``finder``."""
+        if finder not in self._peaks:
+            smooth = finder.smooth(self.raw)
+            self._peaks[finder] = (smooth, finder.find_smoothed(smooth))
+        return self._peaks[finder]
 
 
 class _Tracker:
@@ -123,8 +148,7 @@ class _Tracker:
         self.coverage_peak = 0
         self.last_detect = -1
         self.propagated = None  # the last frame's FrameResult before the rules
-        self._peaks_of = None  # (frame, finder, smoothed frame, peaks): see _frame_peaks
-        self._signal_of = None  # (frame, signal image): see _signal
+        self._data: _FrameData | None = None  # the current frame's: see _frame
 
     # -- track bookkeeping -----------------------------------------------------
 
@@ -132,7 +156,7 @@ class _Tracker:
         tid = self.next_id
         self.next_id += 1
         self.session.add_mask(frame, tid, mask)
-        self.live[tid] = _Track.new(tid, frame, mask, self._signal(frame), parent)
+        self.live[tid] = _Track.new(tid, frame, mask, self._frame(frame).signal, parent)
         self.lineage[tid] = [frame, frame, parent]
         self.labels[frame][mask] = tid
         return tid
@@ -174,7 +198,7 @@ class _Tracker:
             self.next_id += 1
             mine = result.object_mask(result.obj_ids.index(tid))
             mine &= self.labels[frame] == 0
-            self.live[tid] = _Track.new(tid, frame, mine, self._signal(frame))
+            self.live[tid] = _Track.new(tid, frame, mine, self._frame(frame).signal)
             self.lineage[tid] = [frame, frame, 0]
             self.labels[frame][mine] = tid
         self.detect(frame)
@@ -192,19 +216,11 @@ class _Tracker:
             self.cfg,
         )
 
-    def _signal(self, frame: int) -> np.ndarray:
-        """The frame's :func:`~.decisions.signal_image`, computed once per frame."""
-        if self._signal_of is None or self._signal_of[0] != frame:
-            self._signal_of = (frame, decisions.signal_image(self.session.source.raw(frame)))
-        return self._signal_of[1]
-
-    def _frame_peaks(self, frame: int, finder) -> tuple[np.ndarray, np.ndarray]:
-        """(smoothed frame, its peaks) by ``finder`` (a PeakPrompts), computed once per
-        frame: the peak division rule and the generator's clicks share them."""
-        if self._peaks_of is None or self._peaks_of[:2] != (frame, finder):
-            smooth = finder.smooth(self.session.source.raw(frame))
-            self._peaks_of = (frame, finder, smooth, finder.find_smoothed(smooth))
-        return self._peaks_of[2], self._peaks_of[3]
+    def _frame(self, frame: int) -> _FrameData:
+        """``frame``'s pixels and what the rules derive from them (read once)."""
+        if self._data is None or self._data.frame != frame:
+            self._data = _FrameData(frame, self.session.source.raw(frame))
+        return self._data
 
     def step(self, frame: int) -> dict[int, float]:
         """Propagate the live tracks onto ``frame`` and apply the rules."""
@@ -230,16 +246,18 @@ class _Tracker:
             track.missing = 0
             recent = track.areas[-cfg.history :]
             recent_area = float(np.mean(recent))
-            signal_now = decisions.mask_signal(self._signal(frame), mask)
+            signal = self._frame(frame).signal
+            signal_now = decisions.mask_signal(signal, mask)
             may_divide = self._may_divide(track, frame, len(track.areas), signal_now)
             pair = decisions.split_daughters(mask, recent_area, cfg) if cfg.divisions else None
             if pair is not None and not may_divide:
                 # Two cells under one track, not a mitosis: it keeps the larger piece.
                 mask = self.release(frame, tid, mask, pair[0])
                 area, pair = int(mask.sum()), None
+                signal_now = decisions.mask_signal(signal, mask)
             elif may_divide:
                 if pair is None and cfg.split_peaks is not None:
-                    smooth, peaks = self._frame_peaks(frame, cfg.split_peaks)
+                    smooth, peaks = self._frame(frame).peaks(cfg.split_peaks)
                     pair = decisions.peak_daughters(mask, smooth, peaks, recent_area, cfg)
                 if pair is None:
                     pair = decisions.shape_daughters(mask, recent_area, cfg)
@@ -247,7 +265,7 @@ class _Tracker:
                 self.divide(frame, tid, *pair)
                 continue
             track.last_seen = frame
-            track.record(mask, self._signal(frame))
+            track.record(mask, area, signal_now)
             ratio = cfg.shrink_ratio
             changed |= decisions.shrunk(area, recent, ratio) or area * ratio > np.mean(recent)
         coverage = int((self.labels[frame] > 0).sum())
@@ -266,8 +284,9 @@ class _Tracker:
         limits = None if intensity is None or intensity.is_rgb8 else intensity.limits
         clicks = None
         if cfg.generator.peaks is not None:  # found once per frame (shared with divisions)
-            clicks = self._frame_peaks(frame, cfg.generator.peaks)[1]
-        found = self.generator.generate(source.raw(frame), contrast_limits=limits, clicks=clicks)
+            clicks = self._frame(frame).peaks(cfg.generator.peaks)[1]
+        raw = self._frame(frame).raw
+        found = self.generator.generate(raw, contrast_limits=limits, clicks=clicks)
         order = np.argsort(-found.predicted_iou, kind="stable")
         labels = self.labels[frame]
         # Tracks seen on this frame may divide (none when cells do not divide).
